@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from scoring.aggregate import UserState
 from scoring.errors import InvalidEvent
-from scoring.events import Event, format_time, parse_structured
+from scoring.events import Event, check_not_future, format_time, parse_structured
 from scoring.model import Model
 from scoring.score import Score, advise, rounded, score
 from scoring.signals import named_users, to_signals
@@ -51,20 +51,12 @@ def score_lines(
     if now is None:
         result.errors = errors
         return result
-    limit = now + timedelta(seconds=model.future_tolerance_seconds)
     seen: set[tuple[str, str]] = set()
     for lineno, event in parsed:
-        if event.time > limit:
-            errors.append(
-                (
-                    lineno,
-                    InvalidEvent(
-                        "future_time",
-                        f"time {format_time(event.time)} is more than "
-                        f"{model.future_tolerance_seconds:g} s after the clock ({format_time(now)})",
-                    ),
-                )
-            )
+        try:
+            check_not_future(event.time, now, model)
+        except InvalidEvent as exc:
+            errors.append((lineno, exc))
             continue
         if event.key in seen:
             result.duplicates += 1

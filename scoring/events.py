@@ -74,6 +74,16 @@ def parse_time(value: Any) -> datetime:
     return dt.astimezone(UTC)
 
 
+def check_not_future(time: datetime, now: datetime, model: Model) -> None:
+    """Reject an event time more than the model's tolerance after the clock."""
+    if time > now + timedelta(seconds=model.future_tolerance_seconds):
+        raise InvalidEvent(
+            "future_time",
+            f"time {format_time(time)} is more than "
+            f"{model.future_tolerance_seconds:g} s after the clock ({format_time(now)})",
+        )
+
+
 def format_time(dt: datetime) -> str:
     """RFC 3339 in UTC with a `Z`, milliseconds only when present."""
     dt = dt.astimezone(UTC)
@@ -178,12 +188,8 @@ def from_envelope(env: Any, model: Model, now: datetime | None) -> Event:
         raise InvalidEvent("schema", "time is required")
     data = validate_data(spec, env.get("data", {} if spec.snapshot else None))
     time = parse_time(env["time"])
-    if now is not None and time > now + timedelta(seconds=model.future_tolerance_seconds):
-        raise InvalidEvent(
-            "future_time",
-            f"time {format_time(time)} is more than "
-            f"{model.future_tolerance_seconds:g} s after the clock ({format_time(now)})",
-        )
+    if now is not None:
+        check_not_future(time, now, model)
     return Event(env["id"], env["source"], env["type"], time, env["subject"], data)
 
 
