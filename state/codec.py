@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scoring.aggregate import UserState
-from scoring.model import Model
 from scoring.events import Event
+from scoring.model import Model
 from scoring.signals import Signal, named_users, to_signals
 from state.keys import partition_of
 

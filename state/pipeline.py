@@ -91,7 +91,7 @@ async def rescore_and_commit(
                 user,
                 published_string(s.total, s.pillars),
                 due_day(stored.state.buckets, model.window_days, today),
-                int(round(total * 100)) + 1,
+                round(total * 100) + 1,
             )
         )
     done = await store.commit(partition, commits, now)
