@@ -226,10 +226,12 @@ class StateStore:
             raw = await pipe.execute()
         return sum(int(x) for x in raw if x is not None)
 
-    async def history(self, partition: int, user: str) -> dict[int, float]:
+    async def history(self, partition: int, user: str, today: int) -> dict[int, float]:
         """Stored daily scores: UTC day ordinal → score, for the days the score changed."""
         raw = await self.redis.get(self.keys.history(partition, user))
-        return decode_history(raw or b"")
+        if isinstance(raw, str):
+            raw = raw.encode("latin-1")
+        return decode_history(raw or b"", today)
 
 
 def decode_history(raw: bytes, today: int | None = None) -> dict[int, float]:
