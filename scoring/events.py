@@ -19,8 +19,10 @@ from scoring.model import SENIORITIES, EventSpec, FieldSpec, Model
 
 MAX_ID_CHARS = 256
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 _ENVELOPE_STR = ("id", "source", "type", "subject")
 
 
@@ -65,8 +67,6 @@ def parse_time(value: Any) -> datetime:
         if oh > 23 or om > 59:
             raise InvalidEvent("invalid_time", f"time {value[:40]!r} has a bad offset")
         tz = timezone(sign * timedelta(hours=oh, minutes=om))
-    if s == 60:  # a leap second folds onto the next second's start
-        s = 59
     try:
         dt = datetime(y, mo, d, h, mi, s, micro, tzinfo=tz)
     except ValueError as exc:
@@ -113,11 +113,32 @@ def decode_json(raw: bytes | str, max_bytes: int) -> Any:
     if not text.strip():
         raise InvalidEvent("invalid_json", "empty record")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
         raise InvalidEvent("invalid_json", "JSON nested too deeply") from None
     except ValueError as exc:
         raise InvalidEvent("invalid_json", str(exc)[:200]) from None
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise InvalidEvent("invalid_encoding", "a string holds an unpaired UTF-16 surrogate")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """JSON escapes can spell text that is not Unicode (lone surrogates): not a valid id."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
 
 
 def _check_field(spec: FieldSpec, value: Any) -> Any:
@@ -161,6 +182,8 @@ def validate_data(spec: EventSpec, data: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in spec.fields:
         value = data.get(f.name)
+        if value == "" and not f.required and f.type == "text":
+            value = None  # an empty optional text (industry, team, ...) is absent
         if value is None:
             if f.required:
                 raise InvalidEvent("schema", f"data.{f.name} is required for {spec.type}")
@@ -184,8 +207,8 @@ def from_envelope(env: Any, model: Model, now: datetime | None) -> Event:
     spec = model.events.get(env["type"])
     if spec is None:
         raise InvalidEvent("unknown_type", f"unknown event type {env['type'][:64]!r}")
-    if "time" not in env:
-        raise InvalidEvent("schema", "time is required")
+    if not isinstance(env.get("time"), str):
+        raise InvalidEvent("schema", "time must be an RFC 3339 string")
     data = validate_data(spec, env.get("data", {} if spec.snapshot else None))
     time = parse_time(env["time"])
     if now is not None:

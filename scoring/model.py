@@ -260,6 +260,14 @@ def parse_model(text: str, source: str = "built-in") -> Model:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        return _build(raw, source)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        # a value of the wrong TOML type (a string where a number belongs, ...)
+        raise ModelError(f"{source}: a value has the wrong type: {exc}") from None
+
+
+def _build(raw: dict[str, Any], source: str) -> Model:
     window_days = int(_req(raw, "window_days", "model"))
     if window_days < 1:
         raise ModelError("window_days must be >= 1")
@@ -275,6 +283,14 @@ def parse_model(text: str, source: str = "built-in") -> Model:
         raise ModelError(f"persona has unknown seniorities: {sorted(persona - set(SENIORITIES))}")
     events = {t: _event(t, e, counters) for t, e in _req(raw, "events", "model").items()}
     components = tuple(_component(c, counters, window_days) for c in raw.get("components", []))
+    snapshot_fields = {f.name for e in events.values() if e.snapshot for f in e.fields}
+    for c in components:
+        for item in c.items:
+            if item.field not in snapshot_fields:
+                raise ModelError(
+                    f"components.{c.key}: profile item '{item.field}' is not a field of any "
+                    "snapshot event"
+                )
     keys = [c.key for c in components]
     if len(set(keys)) != len(keys):
         raise ModelError("component keys must be unique")

@@ -133,6 +133,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return run_simulate(args)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import main_worker
+
+    return main_worker()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssi",
@@ -155,6 +167,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", action="store_true", help="print counts on stderr")
     p.add_argument("--model", help="scoring-model TOML file (default: $SSI_MODEL or built-in)")
     p.set_defaults(func=cmd_score_file)
+
+    p = sub.add_parser(
+        "worker",
+        help="run a scorer worker (embedded broker/Redis when not configured)",
+        description="Run a scorer worker. Configuration comes from SSI_* environment variables.",
+    )
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole system on embedded infrastructure with simulated activity",
+        description=(
+            "Start the embedded broker and Redis, a worker, and the simulator, and show a live "
+            "view. Prints the API URL and a token."
+        ),
+    )
+    p.add_argument("--users", type=int, default=2000, help="simulated users (default 2000)")
+    p.add_argument("--rate", type=float, default=300.0, help="events per second (default 300)")
+    p.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until Ctrl-C)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--port", type=int, default=6066, help="web port (default 6066)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("model", help="print the effective scoring model")
     p.add_argument("--file", help="scoring-model TOML file (default: $SSI_MODEL or built-in)")

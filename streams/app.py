@@ -1,0 +1,408 @@
+"""The Faust application: topics, the ingest and aggregate agents, and the decay timer.
+
+Agents stay thin: decode, call the domain (`scoring`), write state (`state`), send. Each batch
+is finished -- state stored, score changes delivered -- before its offsets are acknowledged, so a
+crash at any point replays work that the state store then recognises (watermarks, dedupe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from redis.asyncio import Redis
+
+from scoring.errors import InvalidEvent
+from scoring.events import Event, is_binary_mode, parse_binary, parse_structured
+from scoring.model import Model, load_model
+from state.benchmarks import record_connections, record_scores
+from state.codec import EventDelta, UserDelta, content_hash, fingerprint, route_event
+from state.keys import Keys
+from state.pipeline import ScoreChange, process_batch, sweep
+from state.store import StateStore
+from streams.config import Settings
+from streams.metrics import Metrics
+
+log = logging.getLogger("ssi")
+
+SIGNALS_FORMAT = 1  # version of the internal ssi.signals message layout
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    if not raw:
+        return []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
+
+
+def decode_record(
+    value: bytes | None, headers: list[tuple[str, bytes]], model: Model, now: datetime
+) -> Event:
+    """One `ssi.activity` record, structured or binary CloudEvents mode."""
+    if is_binary_mode(headers):
+        return parse_binary(headers, value, model, now)
+    return parse_structured(value or b"", model, now)
+
+
+def dead_letter_headers(
+    headers: list[tuple[str, bytes]],
+    code: str,
+    message: str,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> list[tuple[str, bytes]]:
+    """The original headers plus the `ssi-error-*` and source headers (DESIGN 3.3)."""
+    return [
+        *headers,
+        ("ssi-error-code", code.encode()),
+        ("ssi-error-message", message.encode("utf-8", "replace")[:1000]),
+        ("ssi-source-topic", topic.encode()),
+        ("ssi-source-partition", str(partition).encode()),
+        ("ssi-source-offset", str(offset).encode()),
+    ]
+
+
+class Scorer:
+    """Everything a worker wires together: settings, model, Redis store, Faust app, metrics."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        broker_url: str,
+        redis: Redis,
+        model: Model | None = None,
+        metrics: Metrics | None = None,
+        broker_credentials: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.model = model or load_model(settings.model)
+        self.redis = redis
+        self.keys = Keys(settings.topic_prefix)
+        self.store = StateStore(redis, self.model, self.keys, settings.dedupe_horizon_seconds)
+        self.metrics = metrics or Metrics()
+        self.partitions = settings.partitions
+        self._fixed_now = settings.fixed_clock()
+        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.last_sweep = 0.0
+        self.app = faust.App(
+            settings.group_id,
+            broker=broker_url,
+            broker_credentials=broker_credentials,
+            store="memory://",
+            autodiscover=False,
+            datadir=str(settings.data_dir) if settings.data_dir else None,
+            web_enabled=True,
+            web_port=settings.web_port,
+            web_host=settings.web_host,
+            web_bind=settings.web_host,
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
+            topic_allow_declare=True,
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=max(0.5, settings.session_timeout / 6),
+            broker_rebalance_timeout=max(settings.session_timeout * 2, 10),
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            producer_linger_ms=5,
+            broker_commit_interval=1.0,
+            stream_wait_empty=False,
+            stream_processing_timeout=120,
+            logging_config=None,
+        )
+        self.activity = self._topic("activity")
+        self.signals = self._topic("signals")
+        self.score_changes = self._topic("score-changes")
+        self.dead_letters = self._topic("dead-letters")
+        self.app.agent(self.activity, name="ssi.ingest")(self._ingest_agent)
+        self.app.agent(self.signals, name="ssi.aggregate")(self._aggregate_agent)
+        self.app.timer(settings.sweep_interval, name="ssi.decay")(self._decay_timer)
+        self.app.timer(5.0, name="ssi.gauges")(self._gauges_timer)
+        self.metrics.build.info({"version": "0.1.0", "model_version": self.model.model_version})
+
+    def _topic(self, name: str) -> faust.TopicT:
+        return self.app.topic(
+            self.settings.topic(name),
+            partitions=self.partitions,
+            replicas=self.settings.replication_factor,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=True,
+        )
+
+    def now(self) -> datetime:
+        return self._fixed_now or datetime.now(UTC)
+
+    async def _timed(self, op: str, call: Awaitable[Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await call
+        except Exception:
+            self.metrics.redis_errors.labels(op).inc()
+            raise
+        finally:
+            self.metrics.redis.labels(op).observe(time.perf_counter() - t0)
+
+    # ---------------------------------------------------------------- ingest
+
+    async def _ingest_agent(self, stream: faust.StreamT) -> None:
+        async for events in stream.take_events(
+            self.settings.batch_size, self.settings.batch_within
+        ):
+            await self.ingest_batch([e.message for e in events])
+
+    async def ingest_batch(self, messages: Sequence[Any]) -> None:
+        """Validate, dead-letter, dedupe and forward one batch of activity records."""
+        t0 = time.perf_counter()
+        now = self.now()
+        m = self.metrics
+        sends: list[Awaitable[Any]] = []
+        valid: list[tuple[Any, Event, bytes]] = []
+        for msg in messages:
+            headers = _headers(msg.headers)
+            try:
+                event = decode_record(msg.value, headers, self.model, now)
+            except InvalidEvent as exc:
+                m.events.labels("invalid", "rejected").inc()
+                m.dead_letters.labels(exc.code).inc()
+                sends.append(self._dead_letter(msg, headers, exc.code, exc.message))
+                continue
+            valid.append((msg, event, msg.value or b""))
+        codes = await self._timed(
+            "dedupe",
+            self.store.dedupe(
+                [
+                    (
+                        fingerprint(e.source, e.id),
+                        f"{msg.partition}:{msg.offset}",
+                        content_hash(raw + b"".join(v for _, v in _headers(msg.headers))),
+                    )
+                    for msg, e, raw in valid
+                ],
+                time.time(),
+            ),
+        )
+        per_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        connections: list[tuple[str, str]] = []
+        first_day = now.date().toordinal() - self.model.window_days + 1
+        for (msg, event, _), code in zip(valid, codes, strict=True):
+            if code == 2:
+                m.events.labels(event.type, "duplicate").inc()
+                m.duplicates.labels("exact").inc()
+                continue
+            if code == 3:
+                m.events.labels(event.type, "duplicate").inc()
+                m.duplicates.labels("conflicting").inc()
+                m.dead_letters.labels("conflicting_duplicate").inc()
+                sends.append(
+                    self._dead_letter(
+                        msg,
+                        _headers(msg.headers),
+                        "conflicting_duplicate",
+                        f"an event with source {event.source!r} and id {event.id!r} was seen "
+                        "before with different content; the first one counts",
+                    )
+                )
+                continue
+            m.events.labels(event.type, "accepted").inc()
+            if event.day < first_day:
+                m.late.inc()
+            if event.type == "connection.accepted" and event.data["requester_id"] != event.subject:
+                connections.append((event.subject, event.data["requester_id"]))
+            ts = msg.timestamp or 0.0
+            for q, delta in route_event(
+                event, self.model, self.partitions, msg.partition, msg.offset
+            ).items():
+                wire = delta.to_wire()
+                wire["id"] = event.id
+                wire["t"] = event.time.timestamp()
+                wire["ts"] = ts
+                per_partition[q].append(wire)
+        for q, items in per_partition.items():
+            body = json.dumps({"v": SIGNALS_FORMAT, "events": items}, separators=(",", ":"))
+            sends.append(self.signals.send(key=str(q).encode(), value=body.encode(), partition=q))
+        if connections:
+            await self._timed("graph", record_connections(self.redis, self.keys, connections))
+        await self._deliver(sends)
+        m.batch_size.labels("ingest").observe(len(messages))
+        m.processing.labels("ingest").observe(time.perf_counter() - t0)
+
+    async def _dead_letter(
+        self, msg: Any, headers: list[tuple[str, bytes]], code: str, message: str
+    ) -> Any:
+        return await self.dead_letters.send(
+            key=msg.key,
+            value=msg.value if msg.value is not None else b"",
+            headers=dead_letter_headers(
+                headers, code, message, msg.topic, msg.partition, msg.offset
+            ),
+        )
+
+    async def _deliver(self, sends: Iterable[Awaitable[Any]]) -> None:
+        """Wait until every record of the batch is acknowledged by the broker."""
+        futures = [await s for s in sends]
+        for fut in futures:
+            await fut
+
+    # ------------------------------------------------------------- aggregate
+
+    async def _aggregate_agent(self, stream: faust.StreamT) -> None:
+        async for events in stream.take_events(
+            self.settings.batch_size, self.settings.batch_within
+        ):
+            await self.aggregate_batch([e.message for e in events])
+
+    async def aggregate_batch(self, messages: Sequence[Any]) -> None:
+        """Apply one batch of signals per partition, rescore, store, then publish changes."""
+        t0 = time.perf_counter()
+        now = self.now()
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for msg in messages:
+            by_partition[msg.partition].append(msg)
+        all_changes: list[ScoreChange] = []
+        origin: dict[str, tuple[float, float]] = {}
+        for partition, msgs in by_partition.items():
+            msgs.sort(key=lambda x: x.offset)
+            deltas: list[EventDelta] = []
+            event_ids: dict[str, list[str]] = defaultdict(list)
+            for msg in msgs:
+                try:
+                    body = json.loads(msg.value)
+                except (TypeError, ValueError):
+                    log.error("unreadable signals record at %s/%s", msg.partition, msg.offset)
+                    continue
+                for ev in body.get("events", []):
+                    users = [UserDelta(u[0], u[1]) for u in ev["u"]]
+                    for ud, raw in zip(users, ev["u"], strict=True):
+                        ud.window = dict(zip(raw[2][::2], raw[2][1::2], strict=True))
+                        ud.totals = dict(zip(raw[3][::2], raw[3][1::2], strict=True))
+                        ud.profile = raw[4] or None
+                        event_ids[ud.user].append(ev["id"])
+                        origin[ud.user] = (ev.get("t", 0.0), ev.get("ts", 0.0))
+                    deltas.append(EventDelta(ev["p"], ev["o"], users))
+            async with self._locks[partition]:
+                outcome = await self._timed(
+                    "apply", process_batch(self.store, partition, deltas, now, event_ids)
+                )
+            self.metrics.signals.inc(sum(len(d.users) for d in deltas) if outcome.applied else 0)
+            if outcome.replayed:
+                self.metrics.duplicates.labels("replayed").inc(outcome.replayed)
+            all_changes.extend(outcome.changes)
+            await self._record_benchmarks(outcome.changes, outcome.scores, partition)
+        await self._publish(all_changes, origin)
+        self.metrics.batch_size.labels("aggregate").observe(len(messages))
+        self.metrics.processing.labels("aggregate").observe(time.perf_counter() - t0)
+
+    async def _record_benchmarks(
+        self, changes: Sequence[ScoreChange], scores: dict[str, Any], partition: int
+    ) -> None:
+        if not changes:
+            return
+        profiles = await self.store.load(partition, [c.user_id for c in changes])
+        entries = []
+        for c in changes:
+            stored = profiles.get(c.user_id)
+            prof = stored.state.profile if stored and stored.state.profile else {}
+            entries.append((c.user_id, c.score, prof.get("industry"), prof.get("team")))
+        await self._timed("benchmarks", record_scores(self.redis, self.keys, entries))
+
+    async def _publish(
+        self, changes: Sequence[ScoreChange], origin: dict[str, tuple[float, float]] | None = None
+    ) -> None:
+        if not changes:
+            return
+        emitted = datetime.now(UTC)
+        sends = []
+        for c in changes:
+            body = json.dumps(c.to_json(emitted), separators=(",", ":"))
+            sends.append(self.score_changes.send(key=c.user_id.encode(), value=body.encode()))
+        await self._deliver(sends)
+        wall = time.time()
+        for c in changes:
+            self.metrics.changes.labels(c.cause).inc()
+            if origin and c.user_id in origin:
+                etime, ts = origin[c.user_id]
+                if etime:
+                    self.metrics.event_lag.observe(max(0.0, wall - etime))
+                if ts:
+                    self.metrics.e2e.observe(max(0.0, wall - ts))
+
+    # ----------------------------------------------------------------- decay
+
+    def owned_partitions(self) -> list[int]:
+        """The `ssi.signals` partitions assigned to this worker."""
+        name = self.settings.topic("signals")
+        try:
+            assignment = self.app.consumer.assignment()
+        except Exception:  # not started or mid-rebalance
+            return []
+        return sorted(tp.partition for tp in assignment if tp.topic == name)
+
+    async def _decay_timer(self) -> None:
+        await self.sweep_once()
+
+    async def sweep_once(self) -> int:
+        """Rescore the due users of every owned partition (cause "decay")."""
+        t0 = time.perf_counter()
+        now = self.now()
+        total_due = 0
+        for partition in self.owned_partitions():
+            async with self._locks[partition]:
+                due, changes = await self._timed(
+                    "sweep", sweep(self.store, partition, now, self.settings.sweep_limit)
+                )
+            total_due += due
+            if changes:
+                await self._publish(changes)
+                scores = {c.user_id: c.score for c in changes}
+                await self._record_benchmarks(changes, scores, partition)
+        self.metrics.sweep_due.inc(total_due)
+        self.metrics.sweep_duration.observe(time.perf_counter() - t0)
+        self.last_sweep = time.time()
+        self.metrics.sweep_last.set(self.last_sweep)
+        return total_due
+
+    async def _gauges_timer(self) -> None:
+        try:
+            self.metrics.users.set(await self.store.users_tracked(self.partitions))
+        except Exception as exc:  # Redis down: readiness reports it
+            log.warning("users_tracked gauge: %s", type(exc).__name__)
+        counts: dict[str, int] = defaultdict(int)
+        try:
+            for tp in self.app.consumer.assignment():
+                counts[tp.topic] += 1
+        except Exception:
+            pass
+        for name in ("activity", "signals"):
+            topic = self.settings.topic(name)
+            self.metrics.assigned.labels(topic).set(counts.get(topic, 0))
+
+    async def is_ready(self) -> tuple[bool, dict[str, Any]]:
+        """Broker assignment and Redis ping (for /readyz)."""
+        checks: dict[str, Any] = {}
+        try:
+            checks["redis"] = bool(await asyncio.wait_for(self.redis.ping(), timeout=2.0))
+        except Exception as exc:
+            checks["redis"] = False
+            checks["redis_error"] = type(exc).__name__
+        try:
+            assigned = len(self.app.consumer.assignment())
+        except Exception:
+            assigned = 0
+        checks["assigned_partitions"] = assigned
+        checks["rebalancing"] = bool(getattr(self.app, "rebalancing", False))
+        broker_ok = assigned > 0 and not checks["rebalancing"]
+        checks["broker"] = broker_ok
+        ready = bool(checks["redis"]) and broker_ok
+        self.metrics.ready.set(1 if ready else 0)
+        return ready, checks
+
+
+Handler = Callable[..., Awaitable[Any]]
