@@ -128,9 +128,55 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.simulator import run_simulate
+    if args.out is not None:
+        from streams.simulator import run_simulate
 
-    return run_simulate(args)
+        return run_simulate(args)
+    return simulate_to_broker(args)
+
+
+def simulate_to_broker(args: argparse.Namespace) -> int:
+    """`ssi simulate` without --out: live activity to `<prefix>activity` at --rate."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from aiokafka import AIOKafkaProducer
+
+    from streams.config import Settings
+    from streams.produce import bootstrap_of, progress_bar, send_paced
+    from streams.simulator import live
+
+    settings = Settings()
+    if settings.embedded_broker:
+        raise SsiError(
+            "simulate: set SSI_BROKER_URL to the broker to send to (kafka://host:port), "
+            "or write a file with --out FILE; `ssi demo` runs everything embedded"
+        )
+    fixed = settings.fixed_clock()
+
+    def clock() -> datetime:
+        return fixed or datetime.now(UTC)
+
+    async def run() -> int:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_of(settings.broker_url), linger_ms=5, acks="all"
+        )
+        await producer.start()
+        try:
+            return await send_paced(
+                producer,
+                settings.topic("activity"),
+                live(args.users, args.seed, args.rate, clock),
+                args.rate,
+                args.duration,
+                progress_bar(args.duration),
+            )
+        finally:
+            await producer.stop()
+
+    sent = asyncio.run(run())
+    print(f"\nssi simulate: sent {sent} events to {settings.topic('activity')}", file=sys.stderr)
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
