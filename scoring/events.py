@@ -240,7 +240,11 @@ def parse_binary(
         raise InvalidEvent(
             "too_large", f"record is {size} bytes, the limit is {model.max_record_bytes}"
         )
-    env["data"] = decode_json(value or b"", model.max_record_bytes) if value else None
+    # an empty value is no data: only a snapshot type (all fields optional) accepts that
+    env["data"] = decode_json(value, model.max_record_bytes) if value else None
+    spec = model.events.get(env.get("type", ""))
+    if env["data"] is None and spec is not None and spec.snapshot:
+        env["data"] = {}
     return from_envelope(env, model, now)
 
 

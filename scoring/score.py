@@ -171,6 +171,9 @@ def advise(state: UserState, model: Model, now: datetime, limit: int = 3) -> lis
         if not comp.step:
             continue
         trial = state.copy()
+        # doing anything today also makes today an active day
+        day = trial.buckets.setdefault(today, {})
+        day[model.active_counter] = day.get(model.active_counter, 0.0) + 1
         for counter, amount in comp.step.items():
             if model.counters[counter].window:
                 bucket = trial.buckets.setdefault(today, {})
