@@ -185,6 +185,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return main_worker()
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from streams.rebuild import run_rebuild
+
+    return run_rebuild()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
@@ -235,6 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--port", type=int, default=6066, help="web port (default 6066)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "rebuild",
+        help="rebuild Redis state from the retained activity topic (workers stopped)",
+        description=(
+            "Replay <prefix>activity from the beginning into Redis through the stream's own "
+            "apply path, restore versions from <prefix>score-changes, publish what differs."
+        ),
+    )
+    p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("model", help="print the effective scoring model")
     p.add_argument("--file", help="scoring-model TOML file (default: $SSI_MODEL or built-in)")
