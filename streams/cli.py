@@ -235,8 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
             "view. Prints the API URL and a token."
         ),
     )
-    p.add_argument("--users", type=int, default=2000, help="simulated users (default 2000)")
-    p.add_argument("--rate", type=float, default=300.0, help="events per second (default 300)")
+    p.add_argument("--users", type=int, default=1000, help="simulated users (default 1000)")
+    p.add_argument("--rate", type=float, default=200.0, help="live events per second (default 200)")
+    p.add_argument(
+        "--backfill-days",
+        type=int,
+        default=28,
+        help="days of history sent first, as fast as possible (default 28; 0: none)",
+    )
     p.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until Ctrl-C)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--port", type=int, default=6066, help="web port (default 6066)")

@@ -143,7 +143,7 @@ async def _consume(bootstrap: str, settings: Settings, view: View) -> None:
 
 
 async def _run(args: Any, settings: Settings, bootstrap: str, api: str, token: str) -> None:
-    from streams.simulator import live
+    from streams.simulator import generate, live
 
     view = View()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
@@ -153,17 +153,30 @@ async def _run(args: Any, settings: Settings, bootstrap: str, api: str, token: s
     def progress(sent: int, _elapsed: float) -> None:
         view.sent = sent
 
-    sender = asyncio.create_task(
-        send_paced(
+    async def send_all() -> int:
+        sent = 0
+        if args.backfill_days > 0:
+            # the population's recent history first, as fast as the scorer takes it, so the
+            # distribution is realistic from the start; then the same users act live
+            history = generate(args.users, args.seed, args.backfill_days, datetime.now(UTC))
+            sent = await send_paced(producer, topic, history, 0, 0, progress)
+        base = sent
+
+        def live_progress(n: int, elapsed: float) -> None:
+            progress(base + n, elapsed)
+
+        return base + await send_paced(
             producer,
-            settings.topic("activity"),
+            topic,
             live(args.users, args.seed, args.rate, lambda: datetime.now(UTC)),
             args.rate,
             args.duration,
-            progress,
+            live_progress,
             corrupt_every=997,
         )
-    )
+
+    topic = settings.topic("activity")
+    sender = asyncio.create_task(send_all())
     tty = sys.stdout.isatty()
     try:
         last_print = 0.0
