@@ -8,6 +8,7 @@ compact listpack encoding. Adding counters at the end of the model keeps old dat
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,8 +34,21 @@ def fingerprint(source: str, event_id: str) -> str:
 
 
 def content_hash(raw: bytes) -> str:
-    """32-bit hex hash of a record's bytes: tells an exact duplicate from a conflicting one."""
+    """32-bit hex hash of bytes: tells an exact duplicate from a conflicting one."""
     return hashlib.blake2b(raw, digest_size=4).hexdigest()
+
+
+def event_hash(event: Event) -> str:
+    """Content hash of what an event means (type, actor, time, catalogue fields), not of its
+    bytes: a re-serialised copy, or the same event in the other CloudEvents mode, is an exact
+    duplicate; a copy that says something else is a conflicting one."""
+    canon = json.dumps(
+        [event.type, event.subject, event.time.isoformat(), dict(event.data)],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return content_hash(canon.encode("utf-8"))
 
 
 def encode_profile(order: str, profile: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from scoring.errors import InvalidEvent
 from scoring.events import Event, is_binary_mode, parse_binary, parse_structured
 from scoring.model import Model, load_model
 from state.benchmarks import record_connections, record_scores
-from state.codec import EventDelta, UserDelta, content_hash, fingerprint, route_event
+from state.codec import EventDelta, UserDelta, event_hash, fingerprint, route_event
 from state.keys import Keys
 from state.pipeline import ScoreChange, process_batch, sweep
 from state.store import StateStore
@@ -70,6 +70,36 @@ def dead_letter_headers(
     ]
 
 
+def app_options(settings: Settings) -> dict[str, Any]:
+    """The Faust settings of the scorer's app (besides id, broker and credentials).
+
+    Shared with the throughput benchmark so its bare Faust baseline runs with the same broker,
+    consumer and producer settings as the scorer.
+    """
+    return {
+        "store": "memory://",
+        "autodiscover": False,
+        "datadir": str(settings.data_dir) if settings.data_dir else None,
+        "web_enabled": True,
+        "web_port": settings.web_port,
+        "web_host": settings.web_host,
+        "web_bind": settings.web_host,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "topic_allow_declare": True,
+        "broker_session_timeout": settings.session_timeout,
+        "broker_heartbeat_interval": max(0.5, settings.session_timeout / 6),
+        "broker_rebalance_timeout": max(settings.session_timeout * 2, 10),
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "producer_linger_ms": 5,
+        "broker_commit_interval": 1.0,
+        "stream_wait_empty": False,
+        "stream_processing_timeout": 120,
+        "logging_config": None,
+    }
+
+
 class Scorer:
     """Everything a worker wires together: settings, model, Redis store, Faust app, metrics."""
 
@@ -96,26 +126,7 @@ class Scorer:
             settings.group_id,
             broker=broker_url,
             broker_credentials=broker_credentials,
-            store="memory://",
-            autodiscover=False,
-            datadir=str(settings.data_dir) if settings.data_dir else None,
-            web_enabled=True,
-            web_port=settings.web_port,
-            web_host=settings.web_host,
-            web_bind=settings.web_host,
-            topic_partitions=settings.partitions,
-            topic_replication_factor=settings.replication_factor,
-            topic_allow_declare=True,
-            broker_session_timeout=settings.session_timeout,
-            broker_heartbeat_interval=max(0.5, settings.session_timeout / 6),
-            broker_rebalance_timeout=max(settings.session_timeout * 2, 10),
-            consumer_auto_offset_reset="earliest",
-            producer_acks=-1,
-            producer_linger_ms=5,
-            broker_commit_interval=1.0,
-            stream_wait_empty=False,
-            stream_processing_timeout=120,
-            logging_config=None,
+            **app_options(settings),
         )
         self.activity = self._topic("activity")
         self.signals = self._topic("signals")
@@ -153,7 +164,7 @@ class Scorer:
     # ---------------------------------------------------------------- ingest
 
     async def _ingest_agent(self, stream: faust.StreamT) -> None:
-        async for events in stream.take_events(
+        async for events in stream.take_events(  # type: ignore[attr-defined]
             self.settings.batch_size, self.settings.batch_within
         ):
             await self.ingest_batch([e.message for e in events])
@@ -182,7 +193,7 @@ class Scorer:
                     (
                         fingerprint(e.source, e.id),
                         f"{msg.partition}:{msg.offset}",
-                        content_hash(raw + b"".join(v for _, v in _headers(msg.headers))),
+                        event_hash(e),
                     )
                     for msg, e, raw in valid
                 ],
@@ -254,7 +265,7 @@ class Scorer:
     # ------------------------------------------------------------- aggregate
 
     async def _aggregate_agent(self, stream: faust.StreamT) -> None:
-        async for events in stream.take_events(
+        async for events in stream.take_events(  # type: ignore[attr-defined]
             self.settings.batch_size, self.settings.batch_within
         ):
             await self.aggregate_batch([e.message for e in events])

@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from scoring.errors import InvalidEvent
-from state.codec import EventDelta, content_hash, fingerprint, route_event
+from state.codec import EventDelta, event_hash, fingerprint, route_event
 from state.pipeline import rescore_and_commit
 from streams.app import _headers, decode_record
 from streams.config import Settings
@@ -86,7 +86,7 @@ async def rebuild(settings: Settings, broker_url: str, redis_url: str) -> dict[s
                 (
                     fingerprint(e.source, e.id),
                     f"{m.partition}:{m.offset}",
-                    content_hash((m.value or b"") + b"".join(v for _, v in _headers(m.headers))),
+                    event_hash(e),
                 )
                 for m, e in chunk
             ],

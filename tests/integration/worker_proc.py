@@ -132,12 +132,14 @@ def produce_with_kcat(bootstrap: str, topic: str, lines: Iterable[bytes], tmp: P
                 key = b"-"
             key = key.replace(b"\t", b" ").replace(b"\n", b" ") or b"-"
             fh.write(key + b"\t" + line + b"\n")
-    subprocess.run(
+    done = subprocess.run(
         [kcat, "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-l", str(path)],
-        check=True,
+        capture_output=True,
         timeout=120,
     )
-    return True
+    # librdkafka's ApiVersionRequest fails against the embedded Tansu 0.6 broker ("Read
+    # underflow") before anything is produced; the caller then produces with aiokafka.
+    return done.returncode == 0
 
 
 async def produce(
