@@ -7,6 +7,7 @@ refused by the caller (`MIN_GROUP`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,8 +74,8 @@ def percentile(sorted_scores: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     if not sorted_scores:
         return 0.0
-    k = max(0, min(len(sorted_scores) - 1, round(q / 100 * len(sorted_scores) + 0.5) - 1))
-    return sorted_scores[int(k)]
+    rank = math.ceil(q / 100 * len(sorted_scores))  # nearest rank, 1-based
+    return sorted_scores[max(0, min(len(sorted_scores), rank) - 1)]
 
 
 async def group_scores(redis: Redis, key: str) -> list[tuple[str, float]]:
