@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -23,9 +23,9 @@ from scoring.errors import InvalidEvent
 from scoring.events import Event, is_binary_mode, parse_binary, parse_structured
 from scoring.model import Model, load_model
 from state.benchmarks import record_connections, record_scores
-from state.codec import EventDelta, UserDelta, event_hash, fingerprint, route_event
+from state.codec import EventDelta, StoredUser, event_hash, fingerprint, route_event
 from state.keys import Keys
-from state.pipeline import ScoreChange, process_batch, sweep
+from state.pipeline import BatchOutcome, ScoreChange, rescore_and_commit, sweep
 from state.store import StateStore
 from streams.config import Settings
 from streams.metrics import Metrics
@@ -33,6 +33,19 @@ from streams.metrics import Metrics
 log = logging.getLogger("ssi")
 
 SIGNALS_FORMAT = 1  # version of the internal ssi.signals message layout
+
+
+class WireDelta(EventDelta):
+    """An event's deltas for one partition as they arrived on `ssi.signals`: already in the
+    apply script's wire layout (`EventDelta.to_wire`), so they are passed on as they are rather
+    than rebuilt into `UserDelta` objects and encoded again."""
+
+    def __init__(self, source_partition: int, source_offset: int, users: list[Any]) -> None:
+        super().__init__(source_partition, source_offset, [])
+        self._wire = {"p": source_partition, "o": source_offset, "u": users}
+
+    def to_wire(self) -> dict[str, Any]:
+        return self._wire
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes]]:
@@ -136,6 +149,7 @@ class Scorer:
         self.app.agent(self.signals, name="ssi.aggregate")(self._aggregate_agent)
         self.app.timer(settings.sweep_interval, name="ssi.decay")(self._decay_timer)
         self.app.timer(5.0, name="ssi.gauges")(self._gauges_timer)
+        self.app.task(self._declare_outputs)
         self.metrics.build.info({"version": "0.1.0", "model_version": self.model.model_version})
 
     def _topic(self, name: str) -> faust.TopicT:
@@ -147,6 +161,13 @@ class Scorer:
             value_serializer="raw",
             internal=True,
         )
+
+    async def _declare_outputs(self) -> None:
+        """Create the output topics with the configured partitions: only topics an agent
+        consumes are declared by Faust, and a broker would auto-create the others with its own
+        default partition count on first send."""
+        for topic in (self.score_changes, self.dead_letters):
+            await topic.maybe_declare()
 
     def now(self) -> datetime:
         return self._fixed_now or datetime.now(UTC)
@@ -174,28 +195,25 @@ class Scorer:
         t0 = time.perf_counter()
         now = self.now()
         m = self.metrics
+        outcomes: Counter[tuple[str, str]] = Counter()  # (type, outcome) → count, one inc each
         sends: list[Awaitable[Any]] = []
-        valid: list[tuple[Any, Event, bytes]] = []
+        valid: list[tuple[Any, Event, list[tuple[str, bytes]]]] = []
         for msg in messages:
             headers = _headers(msg.headers)
             try:
                 event = decode_record(msg.value, headers, self.model, now)
             except InvalidEvent as exc:
-                m.events.labels("invalid", "rejected").inc()
+                outcomes["invalid", "rejected"] += 1
                 m.dead_letters.labels(exc.code).inc()
                 sends.append(self._dead_letter(msg, headers, exc.code, exc.message))
                 continue
-            valid.append((msg, event, msg.value or b""))
+            valid.append((msg, event, headers))
         codes = await self._timed(
             "dedupe",
             self.store.dedupe(
                 [
-                    (
-                        fingerprint(e.source, e.id),
-                        f"{msg.partition}:{msg.offset}",
-                        event_hash(e),
-                    )
-                    for msg, e, raw in valid
+                    (fingerprint(e.source, e.id), f"{msg.partition}:{msg.offset}", event_hash(e))
+                    for msg, e, _ in valid
                 ],
                 time.time(),
             ),
@@ -203,37 +221,39 @@ class Scorer:
         per_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
         connections: list[tuple[str, str]] = []
         first_day = now.date().toordinal() - self.model.window_days + 1
-        for (msg, event, _), code in zip(valid, codes, strict=True):
+        late = 0
+        for (msg, event, headers), code in zip(valid, codes, strict=True):
             if code == 2:
-                m.events.labels(event.type, "duplicate").inc()
+                outcomes[event.type, "duplicate"] += 1
                 m.duplicates.labels("exact").inc()
                 continue
             if code == 3:
-                m.events.labels(event.type, "duplicate").inc()
+                outcomes[event.type, "duplicate"] += 1
                 m.duplicates.labels("conflicting").inc()
                 m.dead_letters.labels("conflicting_duplicate").inc()
                 sends.append(
                     self._dead_letter(
                         msg,
-                        _headers(msg.headers),
+                        headers,
                         "conflicting_duplicate",
                         f"an event with source {event.source!r} and id {event.id!r} was seen "
                         "before with different content; the first one counts",
                     )
                 )
                 continue
-            m.events.labels(event.type, "accepted").inc()
+            outcomes[event.type, "accepted"] += 1
             if event.day < first_day:
-                m.late.inc()
+                late += 1
             if event.type == "connection.accepted" and event.data["requester_id"] != event.subject:
                 connections.append((event.subject, event.data["requester_id"]))
             ts = msg.timestamp or 0.0
+            etime = event.time.timestamp()
             for q, delta in route_event(
                 event, self.model, self.partitions, msg.partition, msg.offset
             ).items():
                 wire = delta.to_wire()
                 wire["id"] = event.id
-                wire["t"] = event.time.timestamp()
+                wire["t"] = etime
                 wire["ts"] = ts
                 per_partition[q].append(wire)
         for q, items in per_partition.items():
@@ -242,6 +262,10 @@ class Scorer:
         if connections:
             await self._timed("graph", record_connections(self.redis, self.keys, connections))
         await self._deliver(sends)
+        for (kind, outcome), n in outcomes.items():
+            m.events.labels(kind, outcome).inc(n)
+        if late:
+            m.late.inc(late)
         m.batch_size.labels("ingest").observe(len(messages))
         m.processing.labels("ingest").observe(time.perf_counter() - t0)
 
@@ -283,6 +307,7 @@ class Scorer:
             msgs.sort(key=lambda x: x.offset)
             deltas: list[EventDelta] = []
             event_ids: dict[str, list[str]] = defaultdict(list)
+            signals = 0
             for msg in msgs:
                 try:
                     body = json.loads(msg.value)
@@ -290,37 +315,66 @@ class Scorer:
                     log.error("unreadable signals record at %s/%s", msg.partition, msg.offset)
                     continue
                 for ev in body.get("events", []):
-                    users = [UserDelta(u[0], u[1]) for u in ev["u"]]
-                    for ud, raw in zip(users, ev["u"], strict=True):
-                        ud.window = dict(zip(raw[2][::2], raw[2][1::2], strict=True))
-                        ud.totals = dict(zip(raw[3][::2], raw[3][1::2], strict=True))
-                        ud.profile = raw[4] or None
-                        event_ids[ud.user].append(ev["id"])
-                        origin[ud.user] = (ev.get("t", 0.0), ev.get("ts", 0.0))
-                    deltas.append(EventDelta(ev["p"], ev["o"], users))
+                    eid = ev["id"]
+                    when = (ev.get("t", 0.0), ev.get("ts", 0.0))
+                    users = ev["u"]
+                    for u in users:
+                        event_ids[u[0]].append(eid)
+                        origin[u[0]] = when
+                    signals += len(users)
+                    deltas.append(WireDelta(ev["p"], ev["o"], users))
             async with self._locks[partition]:
-                outcome = await self._timed(
-                    "apply", process_batch(self.store, partition, deltas, now, event_ids)
+                outcome, stored = await self._timed(
+                    "apply", self._apply(partition, deltas, now, event_ids)
                 )
-            self.metrics.signals.inc(sum(len(d.users) for d in deltas) if outcome.applied else 0)
+            self.metrics.signals.inc(signals if outcome.applied else 0)
             if outcome.replayed:
                 self.metrics.duplicates.labels("replayed").inc(outcome.replayed)
             all_changes.extend(outcome.changes)
-            await self._record_benchmarks(outcome.changes, outcome.scores, partition)
+            await self._record_benchmarks(outcome.changes, outcome.scores, partition, stored)
         await self._publish(all_changes, origin)
         self.metrics.batch_size.labels("aggregate").observe(len(messages))
         self.metrics.processing.labels("aggregate").observe(time.perf_counter() - t0)
 
+    async def _apply(
+        self,
+        partition: int,
+        deltas: Sequence[EventDelta],
+        now: datetime,
+        event_ids: dict[str, list[str]],
+    ) -> tuple[BatchOutcome, dict[str, StoredUser]]:
+        """`state.pipeline.process_batch`, also returning the users' states after the apply.
+
+        Those states carry the profiles the benchmarks need, which saves reading every changed
+        user back from Redis after the commit (the partition lock is held throughout).
+        """
+        res = await self.store.apply(partition, deltas, now)
+        republish: frozenset[str] = frozenset(res.users) if res.replayed else frozenset()
+        changes, scores = await rescore_and_commit(
+            self.store, partition, res.users, now, "activity", event_ids, republish
+        )
+        outcome = BatchOutcome(res.applied, res.duplicates, res.replayed, changes, scores)
+        return outcome, res.users
+
     async def _record_benchmarks(
-        self, changes: Sequence[ScoreChange], scores: dict[str, Any], partition: int
+        self,
+        changes: Sequence[ScoreChange],
+        scores: dict[str, Any],
+        partition: int,
+        stored: dict[str, StoredUser] | None = None,
     ) -> None:
+        """Latest scores into the industry / team / everyone sorted sets.
+
+        `stored`: the changed users' states when the caller has them (else read from Redis).
+        """
         if not changes:
             return
-        profiles = await self.store.load(partition, [c.user_id for c in changes])
+        if stored is None:
+            stored = await self.store.load(partition, [c.user_id for c in changes])
         entries = []
         for c in changes:
-            stored = profiles.get(c.user_id)
-            prof = stored.state.profile if stored and stored.state.profile else {}
+            user = stored.get(c.user_id)
+            prof = user.state.profile if user and user.state.profile else {}
             entries.append((c.user_id, c.score, prof.get("industry"), prof.get("team")))
         await self._timed("benchmarks", record_scores(self.redis, self.keys, entries))
 

@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     partitions: int = Field(default=8, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     group_id: str = "ssi-scorer"
-    batch_size: int = Field(default=500, ge=1)
+    # records per agent batch; big batches coalesce a user's rescoring (bench/throughput.py)
+    batch_size: int = Field(default=2000, ge=1)
     batch_within: float = Field(default=0.25, gt=0)
     sweep_interval: float = Field(default=30.0, gt=0)
     sweep_limit: int = Field(default=2000, ge=1)
