@@ -146,5 +146,6 @@ async def sweep(
     if not users:
         return 0, []
     loaded = await store.load(partition, users)
+    await store.forget_due(partition, [u for u in users if u not in loaded])
     changes, _ = await rescore_and_commit(store, partition, loaded, now, "decay")
     return len(users), changes

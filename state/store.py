@@ -214,6 +214,12 @@ class StateStore:
         )
         return [_s(u) for u in raw]
 
+    async def forget_due(self, partition: int, users: Iterable[str]) -> None:
+        """Drop users from the decay index (their state is gone)."""
+        names = list(users)
+        if names:
+            await self.redis.zrem(self.keys.due(partition), *names)
+
     async def watermarks(self, partition: int) -> dict[int, int]:
         """Highest applied ssi.activity offset per source partition, for one partition."""
         raw = await self.redis.hgetall(self.keys.watermark(partition))
@@ -257,6 +263,7 @@ def decode_history(raw: bytes, today: int | None = None) -> dict[int, float]:
 def due_day(state_days: Iterable[int], window_days: int, today: int) -> int:
     """The next UTC day on which one of these buckets leaves the window (-1: none)."""
     days = [d for d in state_days if d > today - window_days]
-    if not days:
-        return -1
-    return min(days) + window_days
+    # a bucket of a later day (an event a few minutes ahead of the clock, after midnight)
+    # changes the score when it enters the window; the oldest one when it leaves
+    candidates = [d + window_days for d in days if d <= today] + [d for d in days if d > today]
+    return min(candidates) if candidates else -1
