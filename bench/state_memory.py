@@ -45,7 +45,7 @@ from scoring.events import Event, parse_structured
 from scoring.model import load_model
 from scoring.score import score
 from state.benchmarks import record_connections, record_scores
-from state.codec import EventDelta, event_hash, fingerprint, route_event
+from state.codec import EventDelta, route_event, sighting
 from state.keys import Keys, partition_of
 from state.pipeline import ScoreChange, process_batch, sweep
 from state.store import StateStore
@@ -140,7 +140,7 @@ async def feed(store: TimedStore, users: int, seed: int, end: datetime) -> Feed:
         processing_time = chunk[-1][2].time.timestamp()
         t0 = time.perf_counter()
         codes = await store.dedupe(
-            [(fingerprint(e.source, e.id), f"{a}:{o}", event_hash(e)) for a, o, e in chunk],
+            [sighting(e, a, o) for a, o, e in chunk],
             processing_time,
         )
         out.dedupe_s += time.perf_counter() - t0

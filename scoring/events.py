@@ -251,8 +251,3 @@ def parse_binary(
 def is_binary_mode(headers: Iterable[tuple[str, bytes]]) -> bool:
     """A record is binary mode when it carries a `ce_specversion` header."""
     return any(name.lower() == "ce_specversion" for name, _ in headers)
-
-
-def counterparts(event: Event, spec: EventSpec) -> list[str]:
-    """Every user the event names other than through `subject` (for user listings)."""
-    return [event.data[f] for f in spec.user_fields if f in event.data]

@@ -147,11 +147,6 @@ class Model:
     def total_counters(self) -> tuple[str, ...]:
         return tuple(n for n, c in self.counters.items() if not c.window)
 
-    def with_persona(self, persona: frozenset[str]) -> Model:
-        from dataclasses import replace
-
-        return replace(self, persona=persona)
-
 
 def _req(table: dict[str, Any], key: str, where: str) -> Any:
     if key not in table:

@@ -7,7 +7,6 @@ credits existing counters needs no code. A signal is the unit the state store ap
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from scoring.events import Event
@@ -73,8 +72,3 @@ def named_users(event: Event, model: Model) -> list[str]:
     """The actor and every user the event names (listed by the batch scorer, zero or not)."""
     spec = model.events[event.type]
     return [event.subject, *(event.data[f] for f in spec.user_fields if f in event.data)]
-
-
-def day_of(instant: datetime) -> int:
-    """The UTC date ordinal of an aware instant."""
-    return instant.date().toordinal()

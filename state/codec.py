@@ -38,6 +38,11 @@ def content_hash(raw: bytes) -> str:
     return hashlib.blake2b(raw, digest_size=4).hexdigest()
 
 
+def sighting(event: Event, partition: int, offset: int) -> tuple[str, str, str]:
+    """What the dedupe store records of an event seen at an activity partition and offset."""
+    return (fingerprint(event.source, event.id), f"{partition}:{offset}", event_hash(event))
+
+
 def event_hash(event: Event) -> str:
     """Content hash of what an event means (type, actor, time, catalogue fields), not of its
     bytes: a re-serialised copy, or the same event in the other CloudEvents mode, is an exact

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from scoring.errors import InvalidEvent
 from scoring.events import Event, is_binary_mode, parse_binary, parse_structured
 from scoring.model import Model, load_model
 from state.benchmarks import record_connections, record_scores
-from state.codec import EventDelta, StoredUser, event_hash, fingerprint, route_event
+from state.codec import EventDelta, StoredUser, route_event, sighting
 from state.keys import Keys
 from state.pipeline import BatchOutcome, ScoreChange, rescore_and_commit, sweep
 from state.store import StateStore
@@ -211,10 +211,7 @@ class Scorer:
         codes = await self._timed(
             "dedupe",
             self.store.dedupe(
-                [
-                    (fingerprint(e.source, e.id), f"{msg.partition}:{msg.offset}", event_hash(e))
-                    for msg, e, _ in valid
-                ],
+                [sighting(e, msg.partition, msg.offset) for msg, e, _ in valid],
                 time.time(),
             ),
         )
@@ -331,7 +328,7 @@ class Scorer:
             if outcome.replayed:
                 self.metrics.duplicates.labels("replayed").inc(outcome.replayed)
             all_changes.extend(outcome.changes)
-            await self._record_benchmarks(outcome.changes, outcome.scores, partition, stored)
+            await self._record_benchmarks(outcome.changes, partition, stored)
         await self._publish(all_changes, origin)
         self.metrics.batch_size.labels("aggregate").observe(len(messages))
         self.metrics.processing.labels("aggregate").observe(time.perf_counter() - t0)
@@ -359,7 +356,6 @@ class Scorer:
     async def _record_benchmarks(
         self,
         changes: Sequence[ScoreChange],
-        scores: dict[str, Any],
         partition: int,
         stored: dict[str, StoredUser] | None = None,
     ) -> None:
@@ -426,8 +422,7 @@ class Scorer:
             total_due += due
             if changes:
                 await self._publish(changes)
-                scores = {c.user_id: c.score for c in changes}
-                await self._record_benchmarks(changes, scores, partition)
+                await self._record_benchmarks(changes, partition)
         self.metrics.sweep_due.inc(total_due)
         self.metrics.sweep_duration.observe(time.perf_counter() - t0)
         self.last_sweep = time.time()
@@ -468,6 +463,3 @@ class Scorer:
         ready = bool(checks["redis"]) and broker_ok
         self.metrics.ready.set(1 if ready else 0)
         return ready, checks
-
-
-Handler = Callable[..., Awaitable[Any]]

@@ -19,7 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from scoring.errors import InvalidEvent
-from state.codec import EventDelta, event_hash, fingerprint, route_event
+from scoring.model import PILLARS
+from state.codec import EventDelta, published_string, route_event, sighting
 from state.pipeline import rescore_and_commit
 from streams.app import _headers, decode_record
 from streams.config import Settings
@@ -82,14 +83,7 @@ async def rebuild(settings: Settings, broker_url: str, redis_url: str) -> dict[s
     for i in range(0, len(valid), BATCH):
         chunk = valid[i : i + BATCH]
         codes = await store.dedupe(
-            [
-                (
-                    fingerprint(e.source, e.id),
-                    f"{m.partition}:{m.offset}",
-                    event_hash(e),
-                )
-                for m, e in chunk
-            ],
+            [sighting(e, m.partition, m.offset) for m, e in chunk],
             time.time(),
         )
         for (m, e), code in zip(chunk, codes, strict=True):
@@ -125,22 +119,13 @@ async def rebuild(settings: Settings, broker_url: str, redis_url: str) -> dict[s
                 for u in users:
                     last = published.get(u)
                     if last is not None:
-                        p = last["pillars"]
-                        s = "|".join(
-                            f"{x:.2f}"
-                            for x in (
-                                last["score"],
-                                p["brand"],
-                                p["people"],
-                                p["insights"],
-                                p["relationships"],
-                            )
-                        )
+                        pillars = {p: last["pillars"][p] for p in PILLARS}
+                        s = published_string(last["score"], pillars)
                         pipe.hset(store.keys.user(q, u), mapping={"v": last["version"], "s": s})
                 await pipe.execute()
             loaded = await store.load(q, users)
             changes, _ = await rescore_and_commit(store, q, loaded, now, "rescore")
-            await scorer._record_benchmarks(changes, {}, q)
+            await scorer._record_benchmarks(changes, q, loaded)
             emitted = time.time()
             for c in changes:
                 body = json.dumps(c.to_json(datetime.fromtimestamp(emitted, UTC)))

@@ -31,7 +31,6 @@ from state.benchmarks import (
 )
 from state.codec import parse_published
 from state.keys import partition_of
-from state.store import decode_history
 from streams.app import Scorer
 
 log = logging.getLogger("ssi.web")
@@ -235,12 +234,9 @@ class Api:
         s = self.scorer
         today = s.now().date().toordinal()
         partition = partition_of(user, s.partitions)
-        raw = await s.redis.get(s.keys.history(partition, user))
-        if raw is None:
+        points = await s.store.history(partition, user, today)
+        if not points:
             return _error(404, "not_found", "no history for this user")
-        if isinstance(raw, str):
-            raw = raw.encode("latin-1")
-        points = decode_history(raw, today)
         out = []
         last: float | None = None
         for d in range(today - 89, today + 1):  # carry the last known score forward

@@ -38,10 +38,10 @@ from state.benchmarks import (
 )
 from state.codec import (
     EventDelta,
-    event_hash,
     fingerprint,
     published_string,
     route_event,
+    sighting,
 )
 from state.keys import DEDUPE_GENERATIONS, HISTORY_DAYS, Keys, partition_of
 from state.pipeline import ScoreChange, process_batch, sweep
@@ -190,7 +190,7 @@ class Stream:
         model = self.store.model
         parsed = [(p, o, raw, parse_structured(raw, model, self.now)) for p, o, raw in chunk]
         codes = await self.store.dedupe(
-            [(fingerprint(e.source, e.id), f"{p}:{o}", event_hash(e)) for p, o, raw, e in parsed],
+            [sighting(e, p, o) for p, o, raw, e in parsed],
             self.processing_time,
         )
         first = self.now.date().toordinal() - model.window_days + 1
