@@ -3,7 +3,8 @@
 SsiError                    root of everything this project raises on purpose
 ├── InvalidEvent            a record that cannot be scored; `.code` is the dead-letter reason
 │     codes: too_large, invalid_encoding, invalid_json, schema, unknown_type,
-│            invalid_time, future_time
+│            invalid_time, future_time (plus conflicting_duplicate, found by the stream's
+│            dedupe rather than the decoder: see DEAD_LETTER_CODES)
 └── ModelError              a scoring-model file that does not make sense
 """
 
@@ -18,6 +19,8 @@ REASON_CODES = (
     "invalid_time",
     "future_time",
 )
+# every `ssi-error-code` a dead letter can carry: the decoder's codes and the stream's dedupe
+DEAD_LETTER_CODES = (*REASON_CODES, "conflicting_duplicate")
 
 
 class SsiError(Exception):

@@ -20,7 +20,7 @@ from scoring.model import SENIORITIES, EventSpec, FieldSpec, Model
 MAX_ID_CHARS = 256
 _RFC3339 = re.compile(
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"  # \Z: `$` would also match before a final newline
 )
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 _ENVELOPE_STR = ("id", "source", "type", "subject")
@@ -68,10 +68,10 @@ def parse_time(value: Any) -> datetime:
             raise InvalidEvent("invalid_time", f"time {value[:40]!r} has a bad offset")
         tz = timezone(sign * timedelta(hours=oh, minutes=om))
     try:
-        dt = datetime(y, mo, d, h, mi, s, micro, tzinfo=tz)
-    except ValueError as exc:
+        # OverflowError: a valid local time in years 1 or 9999 can fall outside them in UTC
+        return datetime(y, mo, d, h, mi, s, micro, tzinfo=tz).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise InvalidEvent("invalid_time", f"time {value[:40]!r}: {exc}") from None
-    return dt.astimezone(UTC)
 
 
 def check_not_future(time: datetime, now: datetime, model: Model) -> None:
@@ -110,6 +110,12 @@ def decode_json(raw: bytes | str, max_bytes: int) -> Any:
             ) from None
     else:
         text = raw
+        try:  # a `str` may hold lone surrogates that no UTF-8 record could carry
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidEvent(
+                "invalid_encoding", f"not Unicode text at character {exc.start}: {exc.reason}"
+            ) from None
     if not text.strip():
         raise InvalidEvent("invalid_json", "empty record")
     try:
