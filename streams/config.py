@@ -1,7 +1,9 @@
 """Configuration from the environment (prefix `SSI_`), built once at the edge and frozen.
 
 Secrets are `SecretStr`: they never appear in `repr`, logs or errors. URLs that may carry a
-password (`SSI_REDIS_URL`) are secrets too; `redacted_url` gives a printable form.
+password (`SSI_REDIS_URL`) are secrets too; `redacted_url` gives a printable form. Checks that
+involve secrets run where the settings are used (`streams.worker`), not in a model validator:
+pydantic would put every raw input, secrets included, into a model-level validation error.
 """
 
 from __future__ import annotations
@@ -30,10 +32,8 @@ def redacted_url(url: str) -> str:
         return "<unparseable url>"
     if parts.password is None:
         return url
+    host = parts.netloc.rpartition("@")[2]  # as written: keeps IPv6 brackets and the port
     user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
 
 
@@ -73,10 +73,13 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
 
-    # Redis ACL user / password override the URL's; TLS with rediss:// URLs
+    # Redis ACL user / password override the URL's; TLS with rediss:// URLs: the CA that signed
+    # the server's certificate, and a client certificate when the server wants one (mutual TLS)
     redis_username: str | None = None
     redis_password: SecretStr | None = None
     redis_ssl_ca_certs: Path | None = None
+    redis_ssl_certfile: Path | None = None
+    redis_ssl_keyfile: Path | None = None
 
     @field_validator("clock")
     @classmethod

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -40,8 +41,16 @@ class TokenError(Exception):
     pass
 
 
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
 def load_tokens(path: Path) -> list[tuple[bytes, str]]:
-    """`TOKEN PRINCIPAL` per line (`#` comments); TOKEN may be `sha256:<hex>`. Stored hashed."""
+    """`TOKEN PRINCIPAL` per line (`#` comments); TOKEN may be `sha256:<hex>`. Stored hashed.
+
+    Errors name the line, never the token. A file that others may read is worth a warning.
+    """
+    if path.stat().st_mode & 0o077:
+        log.warning("the tokens file %s is readable by group or others: chmod 600 it", path)
     out = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
@@ -52,6 +61,8 @@ def load_tokens(path: Path) -> list[tuple[bytes, str]]:
             raise TokenError(f"{path}: line {n}: expected 'TOKEN PRINCIPAL'")
         token, principal = parts
         if token.startswith("sha256:"):
+            if not _SHA256_HEX.fullmatch(token[7:]):
+                raise TokenError(f"{path}: line {n}: sha256: needs 64 hexadecimal digits")
             digest = bytes.fromhex(token[7:])
         else:
             digest = hashlib.sha256(token.encode()).digest()
@@ -60,15 +71,39 @@ def load_tokens(path: Path) -> list[tuple[bytes, str]]:
 
 
 def principal_for(header: str | None, tokens: list[tuple[bytes, str]]) -> str | None:
-    """The principal of a bearer token, comparing digests in constant time."""
-    if not header or not header.startswith("Bearer "):
+    """The principal of a bearer token (scheme case-insensitive, RFC 9110), comparing SHA-256
+    digests in constant time: every known digest is compared, whether or not one matched."""
+    if not header:
         return None
-    digest = hashlib.sha256(header[7:].strip().encode()).digest()
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
     found = None
     for known, principal in tokens:  # no early exit: time does not depend on the match
         if hmac.compare_digest(known, digest):
             found = principal
     return found
+
+
+@aioweb.middleware
+async def json_errors(
+    request: aioweb.Request,
+    handler: Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]],
+) -> aioweb.StreamResponse:
+    """aiohttp's own errors (unknown path, wrong method, ...) as JSON like ours, not text."""
+    try:
+        return await handler(request)
+    except aioweb.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        resp = _error(exc.status, code, exc.reason)
+        for name in ("Allow",):
+            if name in exc.headers:
+                resp.headers[name] = exc.headers[name]
+        return resp
 
 
 def _json(status: int, body: dict[str, Any]) -> aioweb.Response:
@@ -100,6 +135,7 @@ class Api:
         ]
         for path, handler in routes:
             app.router.add_get(path, self._safe(handler))
+        app.middlewares.append(json_errors)
 
     def _safe(
         self, handler: Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]

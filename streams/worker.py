@@ -8,10 +8,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 
-from streams.config import Settings, redacted_url
+from streams.config import ConfigError, Settings, redacted_url
 from streams.embedded import EmbeddedProcess, start_broker, start_redis
 
 log = logging.getLogger("ssi")
@@ -50,14 +51,36 @@ def start_infra(settings: Settings) -> Infra:
 
 
 def redis_client(settings: Settings, url: str) -> Redis:
-    """A Redis client with the configured ACL user, password and TLS."""
+    """A Redis client with the configured ACL user, password and TLS.
+
+    The URL may carry the user and password itself (`rediss://user:pw@host:port/0`); the
+    `SSI_REDIS_USERNAME` / `SSI_REDIS_PASSWORD` settings override it. TLS files with a plain
+    `redis://` URL are refused rather than silently ignored.
+    """
     kwargs: dict[str, Any] = {"decode_responses": False, "health_check_interval": 10}
-    if settings.redis_username:
-        kwargs["username"] = settings.redis_username
+    # redis-py lets a URL's user and password win over keyword arguments: take them out of the
+    # URL and pass whichever applies as arguments, so that the settings do override the URL
+    parts = urlsplit(url)
+    username = settings.redis_username or (unquote(parts.username) if parts.username else None)
     if settings.redis_password is not None:
-        kwargs["password"] = settings.redis_password.get_secret_value()
-    if url.startswith("rediss://") and settings.redis_ssl_ca_certs:
-        kwargs["ssl_ca_certs"] = str(settings.redis_ssl_ca_certs)
+        password: str | None = settings.redis_password.get_secret_value()
+    else:
+        password = unquote(parts.password) if parts.password is not None else None
+    url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    if username:
+        kwargs["username"] = username
+    if password is not None:
+        kwargs["password"] = password
+    tls_files = {
+        "ssl_ca_certs": settings.redis_ssl_ca_certs,
+        "ssl_certfile": settings.redis_ssl_certfile,
+        "ssl_keyfile": settings.redis_ssl_keyfile,
+    }
+    if any(tls_files.values()) and not url.startswith("rediss://"):
+        raise ConfigError("SSI_REDIS_SSL_* settings need a rediss:// SSI_REDIS_URL")
+    if settings.redis_ssl_keyfile and not settings.redis_ssl_certfile:
+        raise ConfigError("SSI_REDIS_SSL_KEYFILE needs SSI_REDIS_SSL_CERTFILE")
+    kwargs.update({k: str(v) for k, v in tls_files.items() if v})
     return Redis.from_url(url, **kwargs)
 
 
@@ -68,6 +91,15 @@ def broker_credentials(settings: Settings) -> Any:
     proto = settings.kafka_security_protocol
     if proto == "PLAINTEXT":
         return None
+    if proto.startswith("SASL_") and not (
+        settings.kafka_sasl_username and settings.kafka_sasl_password
+    ):
+        raise ConfigError(
+            f"SSI_KAFKA_SECURITY_PROTOCOL={proto} needs SSI_KAFKA_SASL_USERNAME and "
+            "SSI_KAFKA_SASL_PASSWORD"
+        )
+    if settings.kafka_ssl_keyfile and not settings.kafka_ssl_certfile:
+        raise ConfigError("SSI_KAFKA_SSL_KEYFILE needs SSI_KAFKA_SSL_CERTFILE")
     context = None
     if proto in ("SSL", "SASL_SSL"):
         context = ssl.create_default_context(
