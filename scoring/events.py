@@ -228,9 +228,13 @@ def parse_structured(raw: bytes | str, model: Model, now: datetime | None) -> Ev
 
 
 def parse_binary(
-    headers: Iterable[tuple[str, bytes]], value: bytes | None, model: Model, now: datetime | None
+    headers: Iterable[tuple[str, bytes | None]],
+    value: bytes | None,
+    model: Model,
+    now: datetime | None,
 ) -> Event:
-    """A binary-mode CloudEvent: `ce_*` headers carry the attributes, the value is `data`."""
+    """A binary-mode CloudEvent: `ce_*` headers carry the attributes, the value is `data`.
+    A header with a null value is an empty attribute."""
     env: dict[str, Any] = {}
     size = len(value or b"")
     for name, raw in headers:
@@ -254,6 +258,6 @@ def parse_binary(
     return from_envelope(env, model, now)
 
 
-def is_binary_mode(headers: Iterable[tuple[str, bytes]]) -> bool:
+def is_binary_mode(headers: Iterable[tuple[str, bytes | None]]) -> bool:
     """A record is binary mode when it carries a `ce_specversion` header."""
     return any(name.lower() == "ce_specversion" for name, _ in headers)
