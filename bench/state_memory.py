@@ -154,7 +154,7 @@ async def feed(store: TimedStore, users: int, seed: int, end: datetime) -> Feed:
                 p = pending[q]
                 p.deltas.append(delta)
                 for u in delta.users:
-                    p.event_ids[u.user].append(event.id)
+                    p.event_ids[u[0]].append(event.id)
                 if len(p.deltas) >= BATCH_EVENTS:
                     await flush(q)
         chunk.clear()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ class EventSpec:
     counterpart: str | None = None
     snapshot: bool = False
 
-    @property
+    @cached_property
     def user_fields(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.type == "user")
 
@@ -139,13 +139,22 @@ class Model:
     def pillar_components(self, pillar: str) -> tuple[Component, ...]:
         return tuple(c for c in self.components if c.pillar == pillar)
 
-    @property
+    # cached: a model is immutable once loaded, and these are read for every event and user
+    @cached_property
     def window_counters(self) -> tuple[str, ...]:
         return tuple(n for n, c in self.counters.items() if c.window)
 
-    @property
+    @cached_property
     def total_counters(self) -> tuple[str, ...]:
         return tuple(n for n, c in self.counters.items() if not c.window)
+
+    @cached_property
+    def counter_positions(self) -> tuple[dict[str, int], dict[str, int]]:
+        """1-based positions of the windowed and of the all-time counters (storage order)."""
+        return (
+            {n: i + 1 for i, n in enumerate(self.window_counters)},
+            {n: i + 1 for i, n in enumerate(self.total_counters)},
+        )
 
 
 def _req(table: dict[str, Any], key: str, where: str) -> Any:

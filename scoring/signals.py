@@ -6,16 +6,14 @@ credits existing counters needs no code. A signal is the unit the state store ap
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from scoring.events import Event
 from scoring.model import Model
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """One addition to one user's state.
+class Signal(NamedTuple):
+    """One addition to one user's state (a tuple: cheap to make, one per credited user).
 
     `counter` names a model counter; `day` is the UTC date ordinal of the event (windowed
     counters) and is ignored for all-time counters. A profile snapshot has `counter == ""` and

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from scoring.aggregate import UserState
 from scoring.events import Event
 from scoring.model import Model
-from scoring.signals import Signal, named_users, to_signals
+from scoring.signals import named_users, to_signals
 from state.keys import partition_of
 
 PROFILE_BOOLS = ("photo", "headline", "summary")
@@ -82,63 +81,61 @@ def decode_profile(raw: str) -> tuple[str, dict[str, Any]]:
 
 
 @dataclass
-class UserDelta:
-    """What one event adds to one user: windowed counters on the event's day, totals, profile."""
-
-    user: str
-    day: int
-    window: dict[int, float] = field(default_factory=dict)  # 1-based counter position → amount
-    totals: dict[int, float] = field(default_factory=dict)
-    profile: str | None = None
-
-    def to_wire(self) -> list[Any]:
-        w: list[float] = []
-        for i, a in sorted(self.window.items()):
-            w += [i, a]
-        t: list[float] = []
-        for i, a in sorted(self.totals.items()):
-            t += [i, a]
-        return [self.user, self.day, w, t, self.profile if self.profile is not None else False]
-
-
-@dataclass
 class EventDelta:
     """All deltas of one event for the users of one partition, with where the event came from.
 
     `(source_partition, source_offset)` is the event's position in `ssi.activity`: the apply
     script's watermark per source partition makes redelivered or re-forwarded events harmless.
+    `users` are in the apply script's wire layout, one entry per user:
+    `[user, day, [window position, amount, ...], [total position, amount, ...], profile|False]`
+    (positions 1-based in the model's counter order).
     """
 
     source_partition: int
     source_offset: int
-    users: list[UserDelta]
+    users: list[list[Any]]
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "p": self.source_partition,
-            "o": self.source_offset,
-            "u": [u.to_wire() for u in self.users],
-        }
+        return {"p": self.source_partition, "o": self.source_offset, "u": self.users}
 
 
-def group_signals(signals: Iterable[Signal], model: Model) -> list[UserDelta]:
-    """Signals of one event grouped into one delta per user (positions per the model)."""
-    wpos = {n: i + 1 for i, n in enumerate(model.window_counters)}
-    tpos = {n: i + 1 for i, n in enumerate(model.total_counters)}
-    out: dict[str, UserDelta] = {}
-    for s in signals:
-        d = out.get(s.user)
-        if d is None:
-            d = out[s.user] = UserDelta(s.user, s.day)
+def _pairs(amounts: dict[int, float]) -> list[float]:
+    out: list[float] = []
+    for i in sorted(amounts):
+        out += (i, amounts[i])
+    return out
+
+
+def user_deltas(event: Event, model: Model) -> dict[str, list[Any]]:
+    """The signals of one event grouped into one wire entry per user it names (see
+    `EventDelta`). Every named user gets an entry, empty or not, so that users credited nothing
+    (a request's recipient) are tracked and scored like the batch scorer lists them."""
+    wpos, tpos = model.counter_positions
+    day = event.day
+    window: dict[str, dict[int, float]] = {}
+    totals: dict[str, dict[int, float]] = {}
+    profiles: dict[str, str] = {}
+    for s in to_signals(event, model):
         if s.profile is not None:
-            d.profile = encode_profile(s.order, s.profile)
-        elif s.counter in wpos:
-            i = wpos[s.counter]
-            d.window[i] = d.window.get(i, 0.0) + s.amount
+            profiles[s.user] = encode_profile(s.order, s.profile)
+        elif (i := wpos.get(s.counter)) is not None:
+            w = window.setdefault(s.user, {})
+            w[i] = w.get(i, 0.0) + s.amount
         else:
+            t = totals.setdefault(s.user, {})
             i = tpos[s.counter]
-            d.totals[i] = d.totals.get(i, 0.0) + s.amount
-    return list(out.values())
+            t[i] = t.get(i, 0.0) + s.amount
+    out: dict[str, list[Any]] = {}
+    for user in (*window, *totals, *profiles, *named_users(event, model)):
+        if user not in out:
+            out[user] = [
+                user,
+                day,
+                _pairs(window[user]) if user in window else [],
+                _pairs(totals[user]) if user in totals else [],
+                profiles.get(user, False),
+            ]
+    return out
 
 
 def _parse_row(raw: str, names: tuple[str, ...]) -> dict[str, float]:
@@ -194,19 +191,12 @@ def parse_published(s: str) -> tuple[float, list[float]]:
 def route_event(
     event: Event, model: Model, partitions: int, source_partition: int, source_offset: int
 ) -> dict[int, EventDelta]:
-    """An accepted event as one delta per owning `ssi.signals` partition.
-
-    Every user the event names gets an entry, empty or not, so that users credited nothing
-    (a request's recipient) are tracked and scored like the batch scorer lists them.
-    """
-    deltas = {d.user: d for d in group_signals(to_signals(event, model), model)}
-    for user in named_users(event, model):
-        deltas.setdefault(user, UserDelta(user, event.day))
+    """An accepted event as one delta per owning `ssi.signals` partition."""
     out: dict[int, EventDelta] = {}
-    for user, d in deltas.items():
+    for user, entry in user_deltas(event, model).items():
         p = partition_of(user, partitions)
         ed = out.get(p)
         if ed is None:
             ed = out[p] = EventDelta(source_partition, source_offset, [])
-        ed.users.append(d)
+        ed.users.append(entry)
     return out

@@ -10,7 +10,6 @@ atomically (Lua, by SHA). Idempotency has two layers, both bounded in memory:
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
@@ -89,7 +89,7 @@ class StateStore:
         for name, src in self._src.items():
             self._sha[name] = await self.redis.script_load(src)
 
-    async def _call(self, name: str, key: str, arg: str) -> Any:
+    async def _call(self, name: str, key: str, arg: bytes) -> Any:
         if name not in self._sha:
             await self.load_scripts()
         try:
@@ -134,7 +134,7 @@ class StateStore:
                             "subshards": DEDUPE_SUBSHARDS,
                             "events": [list(sightings[i]) for i in groups[grp]],
                         }
-                        pipe.evalsha(self._sha["dedupe"], 1, base + "r", json.dumps(payload))
+                        pipe.evalsha(self._sha["dedupe"], 1, base + "r", orjson.dumps(payload))
                     results = await pipe.execute()
                 break
             except NoScriptError:
@@ -158,7 +158,7 @@ class StateStore:
             "first_day": self.first_day(now),
             "events": [e.to_wire() for e in events],
         }
-        raw = await self._call("apply", self.keys.watermark(partition), json.dumps(payload))
+        raw = await self._call("apply", self.keys.watermark(partition), orjson.dumps(payload))
         result = ApplyResult(int(raw[0]), int(raw[1]), int(raw[2]))
         for entry in raw[3:]:
             user = _s(entry[0])
@@ -201,7 +201,7 @@ class StateStore:
                 for c in commits
             ],
         }
-        raw = await self._call("commit", self.keys.watermark(partition), json.dumps(payload))
+        raw = await self._call("commit", self.keys.watermark(partition), orjson.dumps(payload))
         return {
             _s(r[0]): Committed(_s(r[0]), int(r[1]), bool(r[2]), _s(r[3]) if r[3] else None)
             for r in raw

@@ -138,7 +138,7 @@ async def rebuild(settings: Settings, broker_url: str, redis_url: str) -> dict[s
         await producer.stop()
         await redis.aclose()
     stats["users"] = sum(
-        len({u.user for d in ds for u in d.users}) for ds in per_partition.values()
+        len({u[0] for d in ds for u in d.users}) for ds in per_partition.values()
     )
     stats["published"] = changed
     return stats

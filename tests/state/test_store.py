@@ -227,7 +227,7 @@ class Stream:
 
     async def replay(self, q: int, batch: list[EventDelta]) -> None:
         """The same signals batch again (a redelivery): nothing applied, nothing changes."""
-        before = await self.store.load(q, {u.user for d in batch for u in d.users})
+        before = await self.store.load(q, {u[0] for d in batch for u in d.users})
         _note("replayed signals batch")
         out = await process_batch(self.store, q, batch, self.now)
         assert out.applied == 0 and out.replayed == len(batch)
@@ -490,7 +490,7 @@ async def test_replayed_batch_republishes_the_stored_version(redis: Redis, key_p
     for q, batch in batches.items():
         out = await process_batch(store, q, batch, NOW)
         assert (out.applied, out.replayed) == (0, len(batch))
-        named = {u.user for d in batch for u in d.users}
+        named = {u[0] for d in batch for u in d.users}
         assert {c.user_id for c in out.changes} == named
         for c in out.changes:
             assert c.republished and c.version == stream.latest[c.user_id].version
