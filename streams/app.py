@@ -407,7 +407,12 @@ class Scorer:
         return sorted(tp.partition for tp in assignment if tp.topic == name)
 
     async def _decay_timer(self) -> None:
-        await self.sweep_once()
+        # An exception escaping a Faust timer crashes the worker: a Redis or broker outage only
+        # postpones the sweep to the next tick (the due set keeps the users due).
+        try:
+            await self.sweep_once()
+        except Exception as exc:
+            log.warning("decay sweep failed (%s); retrying next tick", type(exc).__name__)
 
     async def sweep_once(self) -> int:
         """Rescore the due users of every owned partition (cause "decay")."""
@@ -444,21 +449,51 @@ class Scorer:
             topic = self.settings.topic(name)
             self.metrics.assigned.labels(topic).set(counts.get(topic, 0))
 
-    async def is_ready(self) -> tuple[bool, dict[str, Any]]:
-        """Broker assignment and Redis ping (for /readyz)."""
-        checks: dict[str, Any] = {}
+    async def _redis_answers(self, timeout: float) -> str | None:
+        """None when Redis answers PING within `timeout` seconds, else the error's name."""
         try:
-            checks["redis"] = bool(await asyncio.wait_for(self.redis.ping(), timeout=2.0))
+            await asyncio.wait_for(self.redis.ping(), timeout)
         except Exception as exc:
-            checks["redis"] = False
-            checks["redis_error"] = type(exc).__name__
+            return type(exc).__name__
+        return None
+
+    async def _broker_answers(self, timeout: float) -> str | None:
+        """None when the broker answers a metadata request within `timeout` seconds.
+
+        The consumer keeps its assignment while the broker is frozen or partitioned away (until
+        the group session expires, and Tansu expires nothing while it is stopped), so assignment
+        alone says nothing about reachability. The round trip uses the producer's client, which
+        carries the configured SASL / TLS settings and is needed for every send anyway.
+        """
+        try:
+            producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+        except Exception as exc:
+            return type(exc).__name__
+        return None
+
+    async def is_ready(self, timeout: float = 1.5) -> tuple[bool, dict[str, Any]]:
+        """Broker reachable with partitions assigned, and Redis answering (for /readyz).
+
+        Both probes run concurrently with short timeouts, so /readyz answers within about
+        `timeout` seconds even when Redis or the broker is frozen.
+        """
+        checks: dict[str, Any] = {}
+        redis_error, broker_error = await asyncio.gather(
+            self._redis_answers(timeout), self._broker_answers(timeout)
+        )
+        checks["redis"] = redis_error is None
+        if redis_error:
+            checks["redis_error"] = redis_error
         try:
             assigned = len(self.app.consumer.assignment())
         except Exception:
             assigned = 0
         checks["assigned_partitions"] = assigned
         checks["rebalancing"] = bool(getattr(self.app, "rebalancing", False))
-        broker_ok = assigned > 0 and not checks["rebalancing"]
+        if broker_error:
+            checks["broker_error"] = broker_error
+        broker_ok = broker_error is None and assigned > 0 and not checks["rebalancing"]
         checks["broker"] = broker_ok
         ready = bool(checks["redis"]) and broker_ok
         self.metrics.ready.set(1 if ready else 0)
