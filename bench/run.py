@@ -12,12 +12,12 @@ import inspect
 import sys
 
 # In order; a module missing from this checkout is skipped.
-MODULES = ("bench.throughput", "bench.state_memory")
+MODULES = ("bench.throughput", "bench.state_memory", "bench.pipeline_memory")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="*", metavar="NAME", help="e.g. throughput state_memory")
+    parser.add_argument("--only", nargs="*", metavar="NAME", help="e.g. pipeline_memory")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     wanted = {f"bench.{n}" if not n.startswith("bench.") else n for n in args.only or ()}
     failed = []
