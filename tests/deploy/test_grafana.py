@@ -16,6 +16,8 @@ from tests.deploy.conftest import DEPLOY
 
 GRAFANA = DEPLOY / "grafana"
 UIDS = {"ssi-service.json": "ssi-service", "ssi-business.json": "ssi-business"}
+# unit ids of Grafana's value formats (packages/grafana-data/src/valueFormats/categories.ts)
+GRAFANA_UNITS = {"short", "percentunit", "s", "bytes", "ops", "eps", "recps"}
 
 
 def _generator() -> ModuleType:
@@ -60,7 +62,7 @@ def test_every_panel_follows_the_conventions(name: str) -> None:
         where = f"{name} / {p['title']}"
         assert p["id"] not in ids, where
         ids.add(p["id"])
-        assert p["fieldConfig"]["defaults"].get("unit"), where
+        assert p["fieldConfig"]["defaults"].get("unit") in GRAFANA_UNITS, where
         assert len(p.get("description", "")) > 20, where
         assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
         assert p["targets"], where
