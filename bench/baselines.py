@@ -33,6 +33,7 @@ def _bare_faust(mode: str) -> int:
 
     from streams.app import app_options
     from streams.config import Settings
+    from streams.runtime import tune_gc
     from streams.worker import kafka_url
 
     settings = Settings()
@@ -91,6 +92,7 @@ def _bare_faust(mode: str) -> int:
     web_app.router.add_get("/readyz", readyz)
     web_app.router.add_get("/bench", bench)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    tune_gc()  # the same runtime tuning for the scorer and the bare Faust baseline
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from scoring.aggregate import UserState
 from scoring.model import PILLARS, Component, Model
 
 
-@dataclass(frozen=True, slots=True)
-class ComponentScore:
+class ComponentScore(NamedTuple):
     """One component's input value, points earned and points possible."""
 
     pillar: str

@@ -8,10 +8,11 @@ compact listpack encoding. Adding counters at the end of the model keeps old dat
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from scoring.aggregate import UserState
 from scoring.events import Event
@@ -46,13 +47,11 @@ def event_hash(event: Event) -> str:
     """Content hash of what an event means (type, actor, time, catalogue fields), not of its
     bytes: a re-serialised copy, or the same event in the other CloudEvents mode, is an exact
     duplicate; a copy that says something else is a conflicting one."""
-    canon = json.dumps(
-        [event.type, event.subject, event.time.isoformat(), dict(event.data)],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+    canon = orjson.dumps(
+        [event.type, event.subject, event.time.isoformat(), event.data],
+        option=orjson.OPT_SORT_KEYS,
     )
-    return content_hash(canon.encode("utf-8"))
+    return content_hash(canon)
 
 
 def encode_profile(order: str, profile: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from state.codec import EventDelta, StoredUser, published_string
 from state.store import Commit, StateStore, due_day
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ScoreChange:
     """A score-change event (DESIGN 3.3) before it is serialised."""
 

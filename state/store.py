@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -50,8 +50,7 @@ class ApplyResult:
     users: dict[str, StoredUser] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Commit:
+class Commit(NamedTuple):
     """A score to store for a user: the published string, its decay day and history value."""
 
     user: str
@@ -60,8 +59,7 @@ class Commit:
     history_value: int  # score × 100 + 1
 
 
-@dataclass(frozen=True)
-class Committed:
+class Committed(NamedTuple):
     user: str
     version: int
     changed: bool

@@ -8,15 +8,16 @@ crash at any point replays work that the state store then recognises (watermarks
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
+import orjson
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from redis.asyncio import Redis
 
 from scoring.errors import InvalidEvent
@@ -28,35 +29,25 @@ from state.keys import Keys
 from state.pipeline import BatchOutcome, ScoreChange, rescore_and_commit, sweep
 from state.store import StateStore
 from streams.config import Settings
+from streams.ingest import ActivityConsumer
 from streams.metrics import Metrics
+from streams.sensors import ScorerSensor
 
 log = logging.getLogger("ssi")
 
 SIGNALS_FORMAT = 1  # version of the internal ssi.signals message layout
 
 
-class WireDelta(EventDelta):
-    """An event's deltas for one partition as they arrived on `ssi.signals`: already in the
-    apply script's wire layout (`EventDelta.to_wire`), so they are passed on as they are rather
-    than rebuilt into `UserDelta` objects and encoded again."""
-
-    def __init__(self, source_partition: int, source_offset: int, users: list[Any]) -> None:
-        super().__init__(source_partition, source_offset, [])
-        self._wire = {"p": source_partition, "o": source_offset, "u": users}
-
-    def to_wire(self) -> dict[str, Any]:
-        return self._wire
-
-
-def _headers(raw: Any) -> list[tuple[str, bytes]]:
+def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
+    """Record headers as (name, value) pairs; a null value stays None (not the text "None")."""
     if not raw:
         return []
     items = raw.items() if isinstance(raw, dict) else raw
-    return [(str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
+    return [(str(k), v if isinstance(v, bytes) or v is None else str(v).encode()) for k, v in items]
 
 
 def decode_record(
-    value: bytes | None, headers: list[tuple[str, bytes]], model: Model, now: datetime
+    value: bytes | None, headers: list[tuple[str, bytes | None]], model: Model, now: datetime
 ) -> Event:
     """One `ssi.activity` record, structured or binary CloudEvents mode."""
     if is_binary_mode(headers):
@@ -65,13 +56,13 @@ def decode_record(
 
 
 def dead_letter_headers(
-    headers: list[tuple[str, bytes]],
+    headers: list[tuple[str, bytes | None]],
     code: str,
     message: str,
     topic: str,
     partition: int,
     offset: int,
-) -> list[tuple[str, bytes]]:
+) -> list[tuple[str, bytes | None]]:
     """The original headers plus the `ssi-error-*` and source headers (DESIGN 3.3)."""
     return [
         *headers,
@@ -81,6 +72,12 @@ def dead_letter_headers(
         ("ssi-source-partition", str(partition).encode()),
         ("ssi-source-offset", str(offset).encode()),
     ]
+
+
+def bootstrap_servers(broker_url: str) -> list[str]:
+    """`kafka://host:port[;host:port]` (commas too) as aiokafka's bootstrap list."""
+    hosts = broker_url.split("://", 1)[-1].replace(";", ",")
+    return [h.strip() for h in hosts.split(",") if h.strip()]
 
 
 def app_options(settings: Settings) -> dict[str, Any]:
@@ -145,12 +142,21 @@ class Scorer:
         self.signals = self._topic("signals")
         self.score_changes = self._topic("score-changes")
         self.dead_letters = self._topic("dead-letters")
-        self.app.agent(self.activity, name="ssi.ingest")(self._ingest_agent)
+        # ssi.activity is consumed in whole fetches by a service of the app, not a Faust agent
+        # (see streams.ingest for why); everything else is Faust
+        self.ingest = ActivityConsumer(
+            self, bootstrap_servers(broker_url), credentials_to_aiokafka_auth(broker_credentials)
+        )
+        self.app.service(cast(Any, self.ingest))
         self.app.agent(self.signals, name="ssi.aggregate")(self._aggregate_agent)
         self.app.timer(settings.sweep_interval, name="ssi.decay")(self._decay_timer)
         self.app.timer(5.0, name="ssi.gauges")(self._gauges_timer)
-        self.app.task(self._declare_outputs)
+        self._declared = asyncio.Lock()
+        self._declared_done = False
+        self.app.task(self.declare_topics)
         self.metrics.build.info({"version": "0.1.0", "model_version": self.model.model_version})
+        self.sensor = ScorerSensor(self.metrics, self.settings.topic("score-changes"))
+        self.app.sensors.add(self.sensor)
 
     def _topic(self, name: str) -> faust.TopicT:
         return self.app.topic(
@@ -162,12 +168,16 @@ class Scorer:
             internal=True,
         )
 
-    async def _declare_outputs(self) -> None:
-        """Create the output topics with the configured partitions: only topics an agent
-        consumes are declared by Faust, and a broker would auto-create the others with its own
-        default partition count on first send."""
-        for topic in (self.score_changes, self.dead_letters):
-            await topic.maybe_declare()
+    async def declare_topics(self) -> None:
+        """Create the topics with the configured partitions: Faust declares only the topics its
+        agents consume, and a broker would auto-create the others with its own default
+        partition count on first use (the ingest consumer waits for this)."""
+        async with self._declared:
+            if self._declared_done:
+                return
+            for topic in (self.activity, self.score_changes, self.dead_letters):
+                await topic.maybe_declare()
+            self._declared_done = True
 
     def now(self) -> datetime:
         return self._fixed_now or datetime.now(UTC)
@@ -184,20 +194,18 @@ class Scorer:
 
     # ---------------------------------------------------------------- ingest
 
-    async def _ingest_agent(self, stream: faust.StreamT) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            self.settings.batch_size, self.settings.batch_within
-        ):
-            await self.ingest_batch([e.message for e in events])
-
     async def ingest_batch(self, messages: Sequence[Any]) -> None:
-        """Validate, dead-letter, dedupe and forward one batch of activity records."""
+        """Validate, dead-letter, dedupe and forward one batch of activity records.
+
+        `messages` are aiokafka `ConsumerRecord`s (timestamps in milliseconds), in offset order
+        per partition. Returns once every record sent for them is acknowledged by the broker.
+        """
         t0 = time.perf_counter()
         now = self.now()
         m = self.metrics
         outcomes: Counter[tuple[str, str]] = Counter()  # (type, outcome) → count, one inc each
         sends: list[Awaitable[Any]] = []
-        valid: list[tuple[Any, Event, list[tuple[str, bytes]]]] = []
+        valid: list[tuple[Any, Event, list[tuple[str, bytes | None]]]] = []
         for msg in messages:
             headers = _headers(msg.headers)
             try:
@@ -243,7 +251,7 @@ class Scorer:
                 late += 1
             if event.type == "connection.accepted" and event.data["requester_id"] != event.subject:
                 connections.append((event.subject, event.data["requester_id"]))
-            ts = msg.timestamp or 0.0
+            ts = (msg.timestamp or 0) / 1000.0
             etime = event.time.timestamp()
             for q, delta in route_event(
                 event, self.model, self.partitions, msg.partition, msg.offset
@@ -254,8 +262,8 @@ class Scorer:
                 wire["ts"] = ts
                 per_partition[q].append(wire)
         for q, items in per_partition.items():
-            body = json.dumps({"v": SIGNALS_FORMAT, "events": items}, separators=(",", ":"))
-            sends.append(self.signals.send(key=str(q).encode(), value=body.encode(), partition=q))
+            body = orjson.dumps({"v": SIGNALS_FORMAT, "events": items})
+            sends.append(self.signals.send(key=str(q).encode(), value=body, partition=q))
         if connections:
             await self._timed("graph", record_connections(self.redis, self.keys, connections))
         await self._deliver(sends)
@@ -267,13 +275,15 @@ class Scorer:
         m.processing.labels("ingest").observe(time.perf_counter() - t0)
 
     async def _dead_letter(
-        self, msg: Any, headers: list[tuple[str, bytes]], code: str, message: str
+        self, msg: Any, headers: list[tuple[str, bytes | None]], code: str, message: str
     ) -> Any:
         return await self.dead_letters.send(
             key=msg.key,
-            value=msg.value if msg.value is not None else b"",
-            headers=dead_letter_headers(
-                headers, code, message, msg.topic, msg.partition, msg.offset
+            value=msg.value,  # a null value (tombstone) stays null
+            # Kafka headers may carry null values, which aiokafka sends as they are
+            headers=cast(
+                list[tuple[str, bytes]],
+                dead_letter_headers(headers, code, message, msg.topic, msg.partition, msg.offset),
             ),
         )
 
@@ -292,46 +302,54 @@ class Scorer:
             await self.aggregate_batch([e.message for e in events])
 
     async def aggregate_batch(self, messages: Sequence[Any]) -> None:
-        """Apply one batch of signals per partition, rescore, store, then publish changes."""
+        """Apply one batch of signals per partition, rescore, store, then publish changes.
+
+        Partitions are independent (own keys, own lock), so they run concurrently: while Redis
+        runs one partition's apply script, this process scores another partition's users.
+        """
         t0 = time.perf_counter()
         now = self.now()
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for msg in messages:
             by_partition[msg.partition].append(msg)
-        all_changes: list[ScoreChange] = []
+        await asyncio.gather(
+            *(self._aggregate_partition(p, msgs, now) for p, msgs in by_partition.items())
+        )
+        self.metrics.batch_size.labels("aggregate").observe(len(messages))
+        self.metrics.processing.labels("aggregate").observe(time.perf_counter() - t0)
+
+    async def _aggregate_partition(self, partition: int, msgs: list[Any], now: datetime) -> None:
+        msgs.sort(key=lambda x: x.offset)
+        deltas: list[EventDelta] = []
+        event_ids: dict[str, list[str]] = defaultdict(list)
         origin: dict[str, tuple[float, float]] = {}
-        for partition, msgs in by_partition.items():
-            msgs.sort(key=lambda x: x.offset)
-            deltas: list[EventDelta] = []
-            event_ids: dict[str, list[str]] = defaultdict(list)
-            signals = 0
-            for msg in msgs:
-                try:
-                    body = json.loads(msg.value)
-                except (TypeError, ValueError):
-                    log.error("unreadable signals record at %s/%s", msg.partition, msg.offset)
-                    continue
-                for ev in body.get("events", []):
-                    eid = ev["id"]
-                    when = (ev.get("t", 0.0), ev.get("ts", 0.0))
-                    users = ev["u"]
-                    for u in users:
-                        event_ids[u[0]].append(eid)
-                        origin[u[0]] = when
-                    signals += len(users)
-                    deltas.append(WireDelta(ev["p"], ev["o"], users))
-            async with self._locks[partition]:
-                outcome, stored = await self._timed(
-                    "apply", self._apply(partition, deltas, now, event_ids)
-                )
+        signals = 0
+        for msg in msgs:
+            try:
+                body = orjson.loads(msg.value)
+            except (TypeError, ValueError):
+                log.error("unreadable signals record at %s/%s", msg.partition, msg.offset)
+                continue
+            for ev in body.get("events", []):
+                eid = ev["id"]
+                when = (ev.get("t", 0.0), ev.get("ts", 0.0))
+                users = ev["u"]
+                for u in users:
+                    event_ids[u[0]].append(eid)
+                    origin[u[0]] = when
+                signals += len(users)
+                deltas.append(EventDelta(ev["p"], ev["o"], users))  # as received
+        async with self._locks[partition]:
+            outcome, stored = await self._timed(
+                "apply", self._apply(partition, deltas, now, event_ids)
+            )
             self.metrics.signals.inc(signals if outcome.applied else 0)
             if outcome.replayed:
                 self.metrics.duplicates.labels("replayed").inc(outcome.replayed)
-            all_changes.extend(outcome.changes)
             await self._record_benchmarks(outcome.changes, partition, stored)
-        await self._publish(all_changes, origin)
-        self.metrics.batch_size.labels("aggregate").observe(len(messages))
-        self.metrics.processing.labels("aggregate").observe(time.perf_counter() - t0)
+            # published under the lock: a decay sweep of this partition cannot slip a newer
+            # version of a user in between
+            await self._publish(outcome.changes, origin)
 
     async def _apply(
         self,
@@ -377,23 +395,40 @@ class Scorer:
     async def _publish(
         self, changes: Sequence[ScoreChange], origin: dict[str, tuple[float, float]] | None = None
     ) -> None:
+        """Send score changes (keyed by user: Kafka's default partitioner places them) and wait
+        until the broker has them all.
+
+        They go straight to the Faust app's Kafka producer rather than through `Topic.send`,
+        whose per-record bookkeeping (a `FutureMessage`, callbacks, sensors) cost more than
+        scoring the user: a batch can publish thousands of changes.
+        """
         if not changes:
             return
         emitted = datetime.now(UTC)
-        sends = []
+        producer = self.app.producer
+        topic = self.settings.topic("score-changes")
+        futures = []
         for c in changes:
-            body = json.dumps(c.to_json(emitted), separators=(",", ":"))
-            sends.append(self.score_changes.send(key=c.user_id.encode(), value=body.encode()))
-        await self._deliver(sends)
+            body = orjson.dumps(c.to_json(emitted))
+            futures.append(await producer.send(topic, c.user_id.encode(), body, None, None, None))
+        for fut in futures:
+            await fut
         wall = time.time()
+        m = self.metrics
+        m.sent.labels(topic).inc(len(changes))
+        by_cause = Counter(c.cause for c in changes)
+        for cause, n in by_cause.items():
+            m.changes.labels(cause).inc(n)
         for c in changes:
-            self.metrics.changes.labels(c.cause).inc()
+            m.published_score.observe(c.score)
+            for pillar, points in c.pillars.items():
+                m.published_pillar.labels(pillar).observe(points)
             if origin and c.user_id in origin:
                 etime, ts = origin[c.user_id]
                 if etime:
-                    self.metrics.event_lag.observe(max(0.0, wall - etime))
+                    m.event_lag.observe(max(0.0, wall - etime))
                 if ts:
-                    self.metrics.e2e.observe(max(0.0, wall - ts))
+                    m.e2e.observe(max(0.0, wall - ts))
 
     # ----------------------------------------------------------------- decay
 
@@ -424,10 +459,10 @@ class Scorer:
                 due, changes = await self._timed(
                     "sweep", sweep(self.store, partition, now, self.settings.sweep_limit)
                 )
+                if changes:
+                    await self._record_benchmarks(changes, partition)
+                    await self._publish(changes)
             total_due += due
-            if changes:
-                await self._publish(changes)
-                await self._record_benchmarks(changes, partition)
         self.metrics.sweep_due.inc(total_due)
         self.metrics.sweep_duration.observe(time.perf_counter() - t0)
         self.last_sweep = time.time()
@@ -441,13 +476,27 @@ class Scorer:
             log.warning("users_tracked gauge: %s", type(exc).__name__)
         counts: dict[str, int] = defaultdict(int)
         try:
-            for tp in self.app.consumer.assignment():
+            for tp in [*self.app.consumer.assignment(), *self.ingest.assignment()]:
                 counts[tp.topic] += 1
         except Exception:
             pass
         for name in ("activity", "signals"):
             topic = self.settings.topic(name)
             self.metrics.assigned.labels(topic).set(counts.get(topic, 0))
+        # consumer lag per partition, the benchmark gauges, and ssi_ready without a probe
+        try:
+            await self.sensor.refresh_offsets(
+                self.app.consumer,
+                [self.settings.topic("signals")],
+                self.ingest.consumer,  # the aiokafka consumer of ssi.activity (or None)
+            )
+        except Exception as exc:  # not started, mid-rebalance, or broker away
+            log.debug("consumer offsets gauges: %s", type(exc).__name__)
+        try:
+            await self.sensor.refresh_benchmarks(self.redis, self.keys)
+        except Exception as exc:  # Redis down: readiness reports it
+            log.warning("benchmark gauges: %s", type(exc).__name__)
+        await self.is_ready()
 
     async def _redis_answers(self, timeout: float) -> str | None:
         """None when Redis answers PING within `timeout` seconds, else the error's name."""
@@ -489,11 +538,18 @@ class Scorer:
             assigned = len(self.app.consumer.assignment())
         except Exception:
             assigned = 0
+        assigned += len(self.ingest.assignment())
         checks["assigned_partitions"] = assigned
         checks["rebalancing"] = bool(getattr(self.app, "rebalancing", False))
         if broker_error:
             checks["broker_error"] = broker_error
-        broker_ok = broker_error is None and assigned > 0 and not checks["rebalancing"]
+        checks["ingest_joined"] = self.ingest.joined
+        broker_ok = (
+            broker_error is None
+            and assigned > 0
+            and self.ingest.joined
+            and not checks["rebalancing"]
+        )
         checks["broker"] = broker_ok
         ready = bool(checks["redis"]) and broker_ok
         self.metrics.ready.set(1 if ready else 0)

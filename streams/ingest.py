@@ -41,6 +41,7 @@ class _Listener(ConsumerRebalanceListener):
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.owner.joined = False
         # Let the batch in flight finish and commit before the partitions move, so the next
         # owner starts where this one stopped (a timeout keeps a stuck batch from holding the
         # group; its records are then replayed, which the state store recognises).
@@ -50,6 +51,7 @@ class _Listener(ConsumerRebalanceListener):
             log.warning("rebalance: the batch in flight did not finish; it will be replayed")
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.owner.joined = True
         log.info("ingest: assigned %s", sorted(tp.partition for tp in assigned))
 
 
@@ -76,6 +78,7 @@ class ActivityConsumer(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._busy = asyncio.Lock()
         self.batches = 0
+        self.joined = False  # in the group with an assignment (possibly empty), not rebalancing
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         s = self.scorer.settings
@@ -104,6 +107,11 @@ class ActivityConsumer(Service):
             async with self._busy:
                 consumer, self._consumer = self._consumer, None
             await consumer.stop()
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The aiokafka consumer (None before start and after stop), for the offset gauges."""
+        return self._consumer
 
     async def idle(self) -> None:
         """Return once no batch is in flight."""

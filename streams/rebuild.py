@@ -137,9 +137,7 @@ async def rebuild(settings: Settings, broker_url: str, redis_url: str) -> dict[s
     finally:
         await producer.stop()
         await redis.aclose()
-    stats["users"] = sum(
-        len({u[0] for d in ds for u in d.users}) for ds in per_partition.values()
-    )
+    stats["users"] = sum(len({u[0] for d in ds for u in d.users}) for ds in per_partition.values())
     stats["published"] = changed
     return stats
 

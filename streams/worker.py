@@ -157,6 +157,8 @@ def run_worker(settings: Settings, infra: Infra | None = None) -> int:
     """Run one worker until interrupted; stops embedded infrastructure it started."""
     import faust
 
+    from streams.runtime import tune_gc
+
     own = infra is None
     infra = infra or start_infra(settings)
     try:
@@ -169,6 +171,7 @@ def run_worker(settings: Settings, infra: Infra | None = None) -> int:
             settings.web_port,
         )
         worker = faust.Worker(scorer.app, loglevel=settings.log_level.upper(), quiet=True)
+        tune_gc()
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else 0

@@ -260,6 +260,13 @@ def bad_corpus() -> list[Record]:
         ("binary: ce_specversion 0.3", "schema", POST, binary(ce_specversion=b"0.3")),
         ("binary: ce_id missing", "schema", POST, binary(ce_id=None)),
         ("binary: ce_subject empty", "schema", POST, binary(ce_subject=b"")),
+        (
+            "binary: ce_subject null",
+            "schema",
+            POST,
+            [*binary(ce_subject=None), ("ce_subject", None)],  # type: ignore[list-item]
+        ),
+        ("tombstone (null value)", "invalid_json", None, []),
         ("binary: ce_type unknown", "unknown_type", POST, binary("post.deleted")),
         ("binary: ce_time naive", "invalid_time", POST, binary(ce_time=T[:-1].encode())),
         ("binary: value not JSON", "invalid_json", b"post_id=p1", binary()),

@@ -331,11 +331,6 @@ def test_nan_and_infinity_are_invalid_json() -> None:
         assert outcome(parse_structured, raw, MODEL, NOW) == "invalid_json"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streams/app.py _headers turns a null header value into b'None' (fix proposed in "
-    "the issue 6 report: keep None, which parse_binary reads as empty)",
-)
 def test_null_header_value_is_not_the_text_none() -> None:
     headers = [*binary_headers("post.published"), ("ce_subject", None)]
     headers = [(k, v) for k, v in headers if not (k == "ce_subject" and v == b"alice")]
