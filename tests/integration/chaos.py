@@ -180,6 +180,10 @@ class Feed:
         self._stop_at = len(self.records) if stop_at is None else stop_at
         self._task = asyncio.create_task(self._run())
 
+    def hurry(self, rate: float = 3000) -> None:
+        """Produce the rest at `rate` records a second (the faults are over)."""
+        self.rate = max(self.rate, rate)
+
     def resume(self, stop_at: int | None = None) -> None:
         self._stop_at = len(self.records) if stop_at is None else stop_at
         self._resume.set()
@@ -210,13 +214,13 @@ class Feed:
         await producer.start()
         try:
             t0 = time.monotonic()
-            chunk = max(1, int(self.rate / 20))  # 20 sends a second
             i = 0
             while i < len(self.records):
+                chunk = max(1, int(self.rate / 20))  # 20 sends a second
                 if i >= self._stop_at:
                     self._resume.clear()
                     await self._resume.wait()
-                    t0 = time.monotonic() - i / self.rate
+                    t0 = time.monotonic()
                     continue
                 end = min(i + chunk, self._stop_at, len(self.records))
                 futs = [
@@ -225,11 +229,15 @@ class Feed:
                 for n, fut in enumerate(futs, start=i):
                     meta = await fut
                     self.landed[n] = (meta.partition, meta.offset)
+                n_chunk = end - i
                 i = end
                 self.sent = i
-                delay = t0 + i / self.rate - time.monotonic()
+                t0 += n_chunk / self.rate
+                delay = t0 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                else:
+                    t0 = time.monotonic()  # behind (a frozen broker): no burst to catch up
         finally:
             await producer.stop()
 
@@ -457,7 +465,7 @@ def run_rebuild(env: dict[str, str], timeout: float = 180) -> str:
 async def dead_letters(bootstrap: str, topic: str) -> dict[tuple[int, int], list[str]]:
     """Dead-letter codes by the (partition, offset) of the activity record they came from."""
     out: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for r in await consume_all(bootstrap, topic, idle=4):
+    for r in await consume_all(bootstrap, topic, idle=3):
         h = dict(r.headers)
         where = (int(h["ssi-source-partition"]), int(h["ssi-source-offset"]))
         out[where].append(h["ssi-error-code"].decode())
@@ -539,12 +547,29 @@ class ChaosRun:
         await self.subscriber.start()
         self.feed.start(stop_at)
 
+    async def progressing(self, timeout: float = 90) -> None:
+        """Wait until the workers publish score changes again (or have nothing left to do),
+        so a fault that follows hits a worker at work rather than one still joining."""
+        seen = len(self.subscriber.changes)
+        t0 = time.monotonic()
+        while len(self.subscriber.changes) == seen:
+            if self.feed.done and not self.subscriber.mismatches(self.expected):
+                return
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError(
+                    f"no score change for {timeout} s with a backlog:\n{self.workers[0].tail()}"
+                )
+            await asyncio.sleep(0.1)
+
     async def kill_and_restart(self, i: int = 0) -> None:
         w = self.workers[i]
         sent = self.feed.sent
         await asyncio.to_thread(w.kill)
         self.scenario.kills += 1
-        self.scenario.note(f"SIGKILL worker {i} ({sent}/{len(self.feed.records)} records sent)")
+        self.scenario.note(
+            f"SIGKILL worker {i} ({sent}/{len(self.feed.records)} records sent, "
+            f"{len(self.subscriber.changes)} score changes seen)"
+        )
         took = await start_worker(w)
         self.scenario.restarts += 1
         self.scenario.note(f"worker {i} restarted, ready in {took:.1f} s")
@@ -572,11 +597,12 @@ class ChaosRun:
     async def finish(self, timeout: float = 240) -> None:
         """Feed done → latest score per user equals the model, versions in order, dead letters
         complete, every worker alive and ready."""
+        self.feed.hurry()
         await self.feed.finished(timeout)
         self.scenario.note(f"feed done: {self.feed.sent} records")
         took = await self.subscriber.converged(self.expected, timeout)
         self.scenario.note(f"latest score per user equals the model {took:.1f} s later")
-        await asyncio.sleep(3)  # nothing may follow that breaks it
+        await asyncio.sleep(2)  # nothing may follow that breaks it
         assert not self.subscriber.mismatches(self.expected)
         bad = self.subscriber.version_violations()
         assert not bad, bad[:10]

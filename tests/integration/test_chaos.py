@@ -18,10 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, start_broker, start_redis
 from tests.integration.chaos import (
     FULL,
+    PARTITIONS,
     ChaosRun,
     Scenario,
     expected_scores,
@@ -37,6 +40,15 @@ from tests.reference import heldout
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(900)]
 
 FREEZE_SECONDS = 15.0
+
+# CI's budget (~4 min on two cores) holds the held-out run, which already kills the worker twice
+# and freezes Redis and the broker for 15 s each in one stream; the stand-alone kill and
+# broker-freeze scenarios add the larger sizes under `make chaos`.
+covered_in_ci_by_heldout = pytest.mark.skipif(
+    not FULL,
+    reason="in make test, test_heldout_stream_survives_every_fault does the SIGKILLs and the "
+    "broker freeze; this larger stand-alone form runs under make chaos (SSI_CHAOS_FULL=1)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +79,7 @@ def sizes(small: tuple[int, int], full: tuple[int, int]) -> tuple[int, int]:
     return full if FULL else small
 
 
+@covered_in_ci_by_heldout
 async def test_sigkill_mid_stream(chaos_broker, chaos_redis, tmp_path: Path, show) -> None:
     seed = 11
     rng = random.Random(seed)
@@ -79,8 +92,9 @@ async def test_sigkill_mid_stream(chaos_broker, chaos_redis, tmp_path: Path, sho
     try:
         await run.start()
         for _ in range(kills):
-            # a random point: the worker is busy with the stream and its backlog
-            await asyncio.sleep(rng.uniform(0.3, 3.0))
+            # a random point while the worker is busy with the stream and its backlog
+            await run.progressing()
+            await asyncio.sleep(rng.uniform(0.0, 2.0))
             await run.kill_and_restart()
         await run.finish()
     finally:
@@ -105,7 +119,8 @@ async def test_rebalance_two_workers(chaos_broker, chaos_redis, tmp_path: Path, 
             victim, other = run.workers[r % 2], run.workers[(r + 1) % 2]
             await wait_status(other, 200, 120)  # both members hold partitions
             _, before = await asyncio.to_thread(other.get, "/readyz")
-            await asyncio.sleep(rng.uniform(0.3, 2.0))
+            await run.progressing()
+            await asyncio.sleep(rng.uniform(0.0, 2.0))
             await asyncio.to_thread(victim.kill)
             s.kills += 1
             s.note(f"SIGKILL worker {r % 2} ({run.feed.sent} records sent)")
@@ -173,6 +188,7 @@ async def test_redis_freeze_then_restart_empty_and_rebuild(
         await run.close()
 
 
+@covered_in_ci_by_heldout
 async def test_broker_freeze(chaos_broker, chaos_redis, tmp_path: Path, show) -> None:
     seed = 41
     users, events = sizes((40, 1200), (120, 6000))
@@ -215,7 +231,8 @@ async def test_heldout_stream_survives_every_fault(
     try:
         await run.start()
         for fault in plan:
-            await asyncio.sleep(rng.uniform(0.3, 3.0))
+            await run.progressing()
+            await asyncio.sleep(rng.uniform(0.0, 2.0))
             if fault == "kill":
                 await run.kill_and_restart()
             elif fault == "redis":
@@ -229,3 +246,101 @@ async def test_heldout_stream_survives_every_fault(
         await run.close()
     assert s.kills == kills and s.redis_freezes == 1 and s.broker_freezes == 1
     assert s.poison == 27
+
+
+async def test_failed_aggregate_batch_is_retried_not_lost(
+    chaos_broker, chaos_redis, tmp_path: Path, show
+) -> None:
+    """A Redis error while a signals batch is applied must not lose the batch.
+
+    Deterministic form of what the freezes above hit by chance: the worker's Redis user loses
+    write access to the partition keys (ACL) after ingest forwarded a batch, so the aggregate
+    step fails with NOPERM, then the access comes back. The batch must be applied then.
+    """
+    seed = 61
+    now = heldout.now_for(seed)
+    s = Scenario("aggregate-failure", seed)
+    show.append(s)
+    records = stream(seed, 20, 300)
+    half = len(records) // 2
+    user, password = f"chaos-{seed}-{tmp_path.name[-8:]}", "chaos-password"
+    admin = aioredis.Redis.from_url(chaos_redis.url)
+    await admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
+    run = ChaosRun(s, chaos_broker, chaos_redis, tmp_path, records, now, 2000)
+    for w in run.workers:
+        w.env.update(SSI_REDIS_USERNAME=user, SSI_REDIS_PASSWORD=password)
+    ns = run.prefix
+    try:
+        await run.start(stop_at=half)
+        await run.subscriber.converged(expected_scores(records[:half], now), 120)
+        s.note(f"first {half} records scored")
+        # ingest may still dedupe ({ns d*}) and record connections (ns g:*); the partition
+        # keys ({ns p*}) that the aggregate step writes are refused
+        await admin.execute_command(
+            "ACL", "SETUSER", user, "resetkeys", f"~{ns}{{{ns}d*", f"~{ns}g:*"
+        )
+        before = await signals_end(chaos_broker.bootstrap, ns + "signals")
+        run.feed.resume()
+        await run.feed.finished(60)
+        for _ in range(120):  # ingest forwards the rest; the aggregate step fails on it
+            if await signals_end(chaos_broker.bootstrap, ns + "signals") > before:
+                break
+            await asyncio.sleep(0.25)
+        else:
+            raise AssertionError("ingest forwarded nothing while the partition keys were refused")
+        await asyncio.sleep(3)
+        s.note("partition keys refused for 3 s after ingest forwarded the second half")
+        await admin.execute_command("ACL", "SETUSER", user, "allkeys")
+        s.note("access restored")
+        await run.finish(timeout=90)
+    finally:
+        await run.close()
+        await admin.execute_command("ACL", "DELUSER", user)
+        await admin.aclose()
+
+
+async def signals_end(bootstrap: str, topic: str) -> int:
+    """Sum of the end offsets of a topic's partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+async def test_redis_emptied_under_a_running_worker(
+    chaos_broker, chaos_redis, tmp_path: Path, show
+) -> None:
+    """Redis restarted empty while a worker keeps consuming (before anyone runs `ssi rebuild`).
+
+    Scoring new events against the lost state would publish scores built from a fraction of the
+    window with versions starting again at 1: subscribers keeping the highest version would then
+    ignore every later change of those users. The worker must notice that its state is gone
+    (and say so on /readyz) rather than publish such scores; once state is back, scores follow
+    the model again.
+    """
+    seed = 71
+    now = heldout.now_for(seed)
+    s = Scenario("redis-emptied-live", seed)
+    show.append(s)
+    records = stream(seed, 20, 300)
+    half = len(records) // 2
+    run = ChaosRun(s, chaos_broker, chaos_redis, tmp_path, records, now, 2000)
+    try:
+        await run.start(stop_at=half)
+        await run.subscriber.converged(expected_scores(records[:half], now), 120)
+        chaos_redis.restart_empty()
+        s.redis_restarts += 1
+        s.note("redis restarted empty under the running worker")
+        run.feed.resume()
+        await run.feed.finished(60)
+        await asyncio.sleep(10)  # time enough to score the second half, if it does
+        bad = run.subscriber.version_violations()
+        assert not bad, f"{len(bad)} version regressions after Redis lost its state: {bad[:3]}"
+        status, body = await asyncio.to_thread(run.workers[0].get, "/readyz")
+        s.note(f"/readyz {status}: {body}")
+        assert status == 503, "a worker whose state is gone reports ready"
+    finally:
+        await run.close()
