@@ -63,7 +63,7 @@ from scoring.errors import InvalidEvent
 from scoring.events import Event, parse_structured
 from scoring.model import load_model
 from state.codec import sighting
-from state.keys import HISTORY_DAYS, HISTORY_SLOT_BYTES, Keys, partition_of
+from state.keys import HISTORY_DAYS, HISTORY_RECORD_BYTES, Keys, partition_of
 from state.store import StateStore
 from streams.embedded import EmbeddedBroker, start_broker, start_redis
 from tests.integration.worker_proc import (
@@ -220,7 +220,7 @@ async def history_shape(r: Redis, keys: Keys, sample: int = 1000) -> dict[str, A
         "sampled": len(names),
         "strlen_avg": round(sum(raw[0::2]) / n, 1),
         "memory_usage_avg": round(sum(raw[1::2]) / n, 1),
-        "full_ring_strlen": HISTORY_DAYS * HISTORY_SLOT_BYTES,
+        "full_history_strlen": HISTORY_DAYS * HISTORY_RECORD_BYTES,
     }
 
 
@@ -626,7 +626,7 @@ def report(res: dict[str, Any]) -> str:
         )
     h = m["history"]
     lines += [
-        f"  history rings: {h['strlen_avg']} B avg string (full ring {h['full_ring_strlen']} B), "
+        f"  history logs: {h['strlen_avg']} B avg string (at most {h['full_history_strlen']} B), "
         f"{h['memory_usage_avg']} B MEMORY USAGE avg",
         "",
         f"  independent model: {mm['users_matched']:,} / {mm['users_expected']:,} users match "

@@ -276,30 +276,26 @@ async def profile_shape(r: Redis, keys: Keys, sample: int = 500) -> dict[str, An
 
 
 async def history_probe(r: Redis, keys: Keys, users: int = 1000) -> dict[str, Any]:
-    """MEMORY USAGE of the 90-slot history ring once full, grown day by day as commit.lua does.
+    """MEMORY USAGE of a full history log (90 records, a score change every day for 90 days),
+    grown day by day by APPEND as commit.lua does.
 
-    The feed commits on one day only, so its history strings hold one slot; a user who is
-    scored for 90 days fills the ring through SETRANGE, which grows the string greedily.
+    The feed commits on one day only, so its history strings hold one record.
     """
-    slots, width = 90, 4
+    records, width = 90, 4
     out: dict[str, Any] = {}
-    for variant in ("grown day by day", "preallocated"):
-        # key names as long as the real ones (ids like "u01234"), so per-key overhead matches
-        names = [keys.history(i % PARTITIONS, f"~{i:05d}") for i in range(users)]
-        async with r.pipeline(transaction=False) as pipe:
-            for i, k in enumerate(names):
-                if variant == "preallocated":
-                    pipe.set(k, b"\x00" * slots * width)
-                start = (i * 7) % slots
-                for d in range(slots):
-                    pipe.setrange(k, ((start + d) % slots) * width, b"\x01\x02\x03\x04")
-            await pipe.execute()
-        async with r.pipeline(transaction=False) as pipe:
-            for k in names:
-                pipe.memory_usage(k, samples=0)
-            sizes = await pipe.execute()
-        out[variant] = round(sum(sizes) / users, 1)
-        await r.delete(*names)
+    names = [keys.history(i % PARTITIONS, f"~{i:05d}") for i in range(users)]
+    async with r.pipeline(transaction=False) as pipe:
+        for k in names:
+            for _ in range(records):
+                pipe.append(k, b"\x01\x02\x03\x04")
+        await pipe.execute()
+    async with r.pipeline(transaction=False) as pipe:
+        for k in names:
+            pipe.memory_usage(k, samples=0)
+        sizes = await pipe.execute()
+    out["grown day by day"] = round(sum(sizes) / users, 1)
+    out["bytes"] = records * width
+    await r.delete(*names)
     return out
 
 

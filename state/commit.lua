@@ -36,9 +36,22 @@ for _, c in ipairs(cfg.users) do
     redis.call('ZREM', base .. 'due', c.u)
   end
   if changed == 1 then
-    local slot = cfg.today % cfg.history_days
-    local rec = struct.pack('>HH', cfg.today % 65536, c.h)
-    redis.call('SETRANGE', base .. 'h:' .. c.u, slot * 4, rec)
+    -- history: an append-only log of (day mod 65536, score × 100 + 1) records, one per day
+    -- the score changed (today's record is overwritten), trimmed to the last history_days
+    -- records, which cover at least the last history_days days
+    local hkey = base .. 'h:' .. c.u
+    local day16 = cfg.today % 65536
+    local rec = struct.pack('>HH', day16, c.h)
+    local len = redis.call('STRLEN', hkey)
+    if len >= 4 and struct.unpack('>H', redis.call('GETRANGE', hkey, len - 4, len - 3)) == day16 then
+      redis.call('SETRANGE', hkey, len - 4, rec)
+    else
+      len = redis.call('APPEND', hkey, rec)
+      local keep = cfg.history_days * 4
+      if len > keep then
+        redis.call('SET', hkey, redis.call('GETRANGE', hkey, len - keep, len - 1))
+      end
+    end
   end
   out[#out + 1] = {c.u, version, changed, prev or false}
 end

@@ -10,8 +10,9 @@ in one slot of a Redis Cluster (use at least three partitions per cluster node t
                                        sums in model counter order), "t" all-time totals,
                                        "s" last published score/pillars, "v" version
     <ns>{<ns>pN}:pf:<user>     string  latest profile snapshot ("<order>\\x1e<fields>")
-    <ns>{<ns>pN}:h:<user>      string  daily score history: 90 slots × 4 bytes (day mod 65536,
-                                       score × 100 + 1), slot = day mod 90
+    <ns>{<ns>pN}:h:<user>      string  daily score history: 4-byte records (uint16 day mod
+                                       65536, uint16 score × 100 + 1), one per day the score
+                                       changed, appended; the last 90 records are kept
     <ns>{<ns>pN}:due           zset    user → UTC day ordinal on which its oldest bucket leaves
                                        the window (decay sweep index)
     <ns>{<ns>pN}:n             string  users tracked in partition N
@@ -32,7 +33,7 @@ import zlib
 from dataclasses import dataclass
 
 HISTORY_DAYS = 90  # days of daily score history kept per user
-HISTORY_SLOT_BYTES = 4  # uint16 day mod 65536 + uint16 (score × 100 + 1)
+HISTORY_RECORD_BYTES = 4  # uint16 day mod 65536 + uint16 (score × 100 + 1)
 DEDUPE_GENERATIONS = 4  # a generation lasts horizon / 4; 5 live generations cover the horizon
 DEDUPE_GROUPS = 16  # hash-tag groups (Cluster slots) of the dedupe store
 # hashes per group and generation: 16 × 8 = 128 per 6-hour generation hold ~16k events as compact

@@ -239,15 +239,15 @@ class StateStore:
 
 
 def decode_history(raw: bytes, today: int | None = None) -> dict[int, float]:
-    """Slots of the history ring back into day → score (only slots that hold a record)."""
+    """History records back into day → score (records of the last HISTORY_DAYS days)."""
     out: dict[int, float] = {}
-    for slot in range(len(raw) // 4):
-        day16, value = struct.unpack_from(">HH", raw, slot * 4)
+    for i in range(len(raw) // 4):
+        day16, value = struct.unpack_from(">HH", raw, i * 4)
         if value == 0:
             continue
         out_day = day16
         if today is not None:
-            # the ring holds the last HISTORY_DAYS days: recover the full ordinal near today
+            # records of the last HISTORY_DAYS days: recover the full ordinal near today
             base = today - (today % 65536)
             out_day = base + day16
             if out_day > today:

@@ -155,7 +155,7 @@ class Scorer:
         self._declared_done = False
         self.app.task(self.declare_topics)
         self.metrics.build.info({"version": "0.1.0", "model_version": self.model.model_version})
-        self.sensor = ScorerSensor(self.metrics, self.settings.topic("score-changes"))
+        self.sensor = ScorerSensor(self.metrics)
         self.app.sensors.add(self.sensor)
 
     def _topic(self, name: str) -> faust.TopicT:

@@ -2,8 +2,8 @@
 
 * `ScorerSensor`: a Faust `Sensor` turning Faust's own events (records in and acknowledged,
   sends and their latency, commits, rebalances, partition assignment) into `ssi_*` metrics in
-  base units, and reading the score and pillars of every published score change for the
-  business dashboard. Labels carry topic names and outcomes only, never user ids.
+  base units (the published score and pillar histograms are observed where changes are sent,
+  `Scorer._publish`). Labels carry topic names and outcomes only, never user ids.
 * `faust_offsets` / `aiokafka_offsets` / `export_offsets`: per-partition end offset, committed
   offset and lag of the partitions this worker is assigned, from the Faust consumer
   (`ssi.signals`) and the ingest consumer (`ssi.activity`); called by the app's gauges timer.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
@@ -33,23 +32,17 @@ from streams.metrics import SCORE_BANDS, Metrics
 
 log = logging.getLogger("ssi")
 
-PILLARS = ("brand", "people", "insights", "relationships")
 TOP_INDUSTRIES = 20  # industries exported as label values: bounded cardinality
 INDUSTRY_LABEL_MAX = 64  # characters of an industry name kept in a label
 INDUSTRY_QUANTILES = (0.5, 0.9)
 
 
 class ScorerSensor(Sensor):
-    """Feeds Faust's sensor events into the scorer's `Metrics`.
+    """Feeds Faust's sensor events into the scorer's `Metrics`."""
 
-    `score_topic`: the score-changes topic, whose outgoing records are read for the score and
-    pillar histograms (one small JSON decode per published change).
-    """
-
-    def __init__(self, metrics: Metrics, score_topic: str, **kwargs: Any) -> None:
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
-        self.score_topic = score_topic
         # label children cached per topic: these hooks run once per record
         self._received: dict[str, Any] = {}
         self._acked: dict[str, Any] = {}
@@ -115,8 +108,6 @@ class ScorerSensor(Sensor):
     def on_send_initiated(
         self, producer: Any, topic: str, message: Any, keysize: int, valsize: int
     ) -> Any:
-        if topic == self.score_topic:
-            self._observe_change(getattr(message, "value", None))
         return (topic, time.perf_counter())
 
     def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
@@ -154,16 +145,6 @@ class ScorerSensor(Sensor):
         self.metrics.rebalancing.set(0)
         if state and "time_start" in state:
             self.metrics.rebalance_duration.observe(time.perf_counter() - state["time_start"])
-
-    def _observe_change(self, value: Any) -> None:
-        try:
-            body = json.loads(value)
-            self.metrics.published_score.observe(float(body["score"]))
-            pillars = body["pillars"]
-            for name in PILLARS:
-                self.metrics.published_pillar.labels(name).observe(float(pillars[name]))
-        except (TypeError, ValueError, KeyError):  # a metric must never break a publish
-            log.debug("score change not observed", exc_info=True)
 
 
 async def faust_offsets(

@@ -601,6 +601,28 @@ async def test_history_ring_in_redis(redis: Redis, key_prefix: str) -> None:
     assert await store.history(0, "nobody", today) == {}
 
 
+@ASYNC
+async def test_history_log_keeps_one_record_per_day_and_the_last_90(
+    redis: Redis, key_prefix: str
+) -> None:
+    keys = Keys(key_prefix)
+    store = StateStore(redis, MODEL, keys)
+    first = WRAP - 50  # crosses the uint16 day wrap
+    for i in range(HISTORY_DAYS + 10):
+        day = first + i
+        for hour, value in ((1, 10.0 + i / 100), (20, 30.0 + i / 100)):  # two changes a day
+            at = datetime.combine(date.fromordinal(day), datetime.min.time(), UTC)
+            at += timedelta(hours=hour)
+            await store.commit(0, [Commit("u", _pub(value), -1, round(value * 100) + 1)], at)
+        # today's record is overwritten, not appended
+        assert await redis.strlen(keys.history(0, "u")) == 4 * min(i + 1, HISTORY_DAYS)
+    today = first + HISTORY_DAYS + 9
+    got = await store.history(0, "u", today)
+    assert got == {
+        first + i: round(30.0 + i / 100, 2) for i in range(10, HISTORY_DAYS + 10)
+    }
+
+
 # ---------------------------------------------------------------------------- benchmarks
 
 
