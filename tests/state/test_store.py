@@ -618,9 +618,7 @@ async def test_history_log_keeps_one_record_per_day_and_the_last_90(
         assert await redis.strlen(keys.history(0, "u")) == 4 * min(i + 1, HISTORY_DAYS)
     today = first + HISTORY_DAYS + 9
     got = await store.history(0, "u", today)
-    assert got == {
-        first + i: round(30.0 + i / 100, 2) for i in range(10, HISTORY_DAYS + 10)
-    }
+    assert got == {first + i: round(30.0 + i / 100, 2) for i in range(10, HISTORY_DAYS + 10)}
 
 
 # ---------------------------------------------------------------------------- benchmarks
