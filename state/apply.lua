@@ -1,7 +1,7 @@
 -- Apply one batch of signal messages of one ssi.signals partition, atomically and idempotently.
 --
 -- KEYS[1]  the partition's watermark hash; every other key shares its hash tag (one slot).
--- ARGV[1]  JSON: {base, first_day,
+-- ARGV[1]  JSON: {base, first_day, require_init,
 --                 events: [{p: source partition, o: source offset,
 --                           u: [[user, day, [i,amt,...], [ti,amt,...], profile|false], ...]}]}
 -- Returns  {applied_events, 0, replayed_events, users...}: users are every user the batch
@@ -13,6 +13,13 @@
 -- crash -- and is skipped. Memory: one number per source partition.
 
 local cfg = cjson.decode(ARGV[1])
+-- A partition whose watermark hash has no "init" field was never initialised, or Redis lost its
+-- data: applying on top would publish scores built from a fraction of the window with versions
+-- starting again at 1. The worker asks for the check; `ssi rebuild` (or a first start on an
+-- empty deployment) sets the field.
+if cfg.require_init and redis.call('HEXISTS', KEYS[1], 'init') == 0 then
+  return redis.error_reply('STATELOST the state of this partition is missing: run ssi rebuild')
+end
 local base = cfg.base
 local wms = {}
 local function wm_of(p)

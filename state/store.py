@@ -75,8 +75,11 @@ class StateStore:
         model: Model,
         keys: Keys | None = None,
         dedupe_horizon_seconds: float | None = None,
+        require_init: bool = False,
     ) -> None:
         self.redis = redis
+        # refuse to apply to a partition whose state was never initialised or was lost
+        self.require_init = require_init
         self.model = model
         self.keys = keys or Keys()
         self.horizon = dedupe_horizon_seconds or model.dedupe_horizon_seconds
@@ -154,6 +157,7 @@ class StateStore:
         payload = {
             "base": self.keys.tag(partition),
             "first_day": self.first_day(now),
+            "require_init": self.require_init,
             "events": [e.to_wire() for e in events],
         }
         raw = await self._call("apply", self.keys.watermark(partition), orjson.dumps(payload))
@@ -218,10 +222,24 @@ class StateStore:
         if names:
             await self.redis.zrem(self.keys.due(partition), *names)
 
+    async def mark_initialized(self, partitions: int) -> None:
+        """Record that every partition's state is complete (a fresh deployment, or a rebuild)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(partitions):
+                pipe.hset(self.keys.watermark(p), "init", "1")
+            await pipe.execute()
+
+    async def initialized(self, partitions: int) -> bool:
+        """Whether every partition's state is there (see `mark_initialized`)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(partitions):
+                pipe.hexists(self.keys.watermark(p), "init")
+            return all(await pipe.execute())
+
     async def watermarks(self, partition: int) -> dict[int, int]:
         """Highest applied ssi.activity offset per source partition, for one partition."""
         raw = await self.redis.hgetall(self.keys.watermark(partition))
-        return {int(_s(k)[1:]): int(v) for k, v in raw.items()}
+        return {int(_s(k)[1:]): int(v) for k, v in raw.items() if _s(k).startswith("s")}
 
     async def users_tracked(self, partitions: int) -> int:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import faust
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from redis.asyncio import Redis
 
@@ -29,7 +30,7 @@ from state.keys import Keys
 from state.pipeline import BatchOutcome, ScoreChange, rescore_and_commit, sweep
 from state.store import StateStore
 from streams.config import Settings
-from streams.ingest import ActivityConsumer
+from streams.ingest import RETRY_BACKOFF, ActivityConsumer
 from streams.metrics import Metrics
 from streams.sensors import ScorerSensor
 
@@ -126,7 +127,9 @@ class Scorer:
         self.model = model or load_model(settings.model)
         self.redis = redis
         self.keys = Keys(settings.topic_prefix)
-        self.store = StateStore(redis, self.model, self.keys, settings.dedupe_horizon_seconds)
+        self.store = StateStore(
+            redis, self.model, self.keys, settings.dedupe_horizon_seconds, require_init=True
+        )
         self.metrics = metrics or Metrics()
         self.partitions = settings.partitions
         self._fixed_now = settings.fixed_clock()
@@ -154,6 +157,7 @@ class Scorer:
         self._declared = asyncio.Lock()
         self._declared_done = False
         self.app.task(self.declare_topics)
+        self.app.task(self._init_state)
         self.metrics.build.info({"version": "0.1.0", "model_version": self.model.model_version})
         self.sensor = ScorerSensor(self.metrics)
         self.app.sensors.add(self.sensor)
@@ -178,6 +182,55 @@ class Scorer:
             for topic in (self.activity, self.score_changes, self.dead_letters):
                 await topic.maybe_declare()
             self._declared_done = True
+
+    async def _init_state(self) -> None:
+        """Mark the state store complete on a first start; refuse to when it was lost.
+
+        Redis holding no state while `ssi.score-changes` already has records means Redis lost
+        its data: scoring on would publish scores built from part of the window with versions
+        starting again at 1, which subscribers keeping the highest version would ignore. The
+        aggregate step refuses (`STATELOST`, retried) and /readyz says 503 until
+        `ssi rebuild` restores the state and marks it complete.
+        """
+        await self.declare_topics()
+        topic = self.settings.topic("score-changes")
+        warned = False
+        while True:
+            try:
+                if await self.store.initialized(self.partitions):
+                    return
+                if not await self._has_records(topic):
+                    await self.store.mark_initialized(self.partitions)
+                    log.info("state store initialised (no score changes published yet)")
+                    return
+                if not warned:
+                    log.error(
+                        "Redis holds no ssi state but %s has records: Redis lost its data. "
+                        "Run `ssi rebuild`; this worker scores nothing until then.",
+                        topic,
+                    )
+                    warned = True
+            except Exception as exc:  # Redis or the broker away: try again
+                log.warning("state check failed: %s", type(exc).__name__)
+            await asyncio.sleep(5.0)
+
+    async def _has_records(self, topic: str) -> bool:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.ingest.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            **self.ingest.auth,
+        )
+        await consumer.start()
+        try:
+            await consumer.topics()
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            if not tps:
+                return False
+            ends = await consumer.end_offsets(tps)
+            return any(v > 0 for v in ends.values())
+        finally:
+            await consumer.stop()
 
     def now(self) -> datetime:
         return self._fixed_now or datetime.now(UTC)
@@ -299,7 +352,26 @@ class Scorer:
         async for events in stream.take_events(  # type: ignore[attr-defined]
             self.settings.batch_size, self.settings.batch_within
         ):
-            await self.aggregate_batch([e.message for e in events])
+            # Faust acknowledges a batch once this returns, whatever happened: a batch that
+            # fails (Redis away, state lost) is retried until it is done, never skipped.
+            # Applying again is harmless (watermarks), and meanwhile the lag grows and alerts.
+            messages = [e.message for e in events]
+            failures = 0
+            while True:
+                try:
+                    await self.aggregate_batch(messages)
+                    break
+                except Exception as exc:
+                    delay = RETRY_BACKOFF[min(failures, len(RETRY_BACKOFF) - 1)]
+                    failures += 1
+                    log.warning(
+                        "aggregate batch of %d records failed (%s: %s); retrying in %.1f s",
+                        len(messages),
+                        type(exc).__name__,
+                        str(exc)[:200],
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
 
     async def aggregate_batch(self, messages: Sequence[Any]) -> None:
         """Apply one batch of signals per partition, rescore, store, then publish changes.
@@ -534,6 +606,17 @@ class Scorer:
         checks["redis"] = redis_error is None
         if redis_error:
             checks["redis_error"] = redis_error
+        else:
+            try:
+                checks["state"] = await asyncio.wait_for(
+                    self.store.initialized(self.partitions), timeout
+                )
+            except Exception as exc:
+                checks["state"] = False
+                checks["state_error"] = type(exc).__name__
+            if not checks["state"]:
+                checks["redis"] = False
+                checks.setdefault("state_error", "state missing: run ssi rebuild")
         try:
             assigned = len(self.app.consumer.assignment())
         except Exception:

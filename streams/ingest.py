@@ -73,8 +73,8 @@ class ActivityConsumer(Service):
         self.batch_size = s.batch_size
         self.wait_ms = int(s.batch_within * 1000)
         self.revoke_wait = max(s.session_timeout, 5.0)
-        self._bootstrap = bootstrap
-        self._auth = dict(auth)
+        self.bootstrap = bootstrap
+        self.auth = dict(auth)  # aiokafka security settings (SASL / TLS)
         self._consumer: AIOKafkaConsumer | None = None
         self._busy = asyncio.Lock()
         self.batches = 0
@@ -83,7 +83,7 @@ class ActivityConsumer(Service):
     def _new_consumer(self) -> AIOKafkaConsumer:
         s = self.scorer.settings
         return AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
             client_id=f"{s.group_id}-ingest",
             enable_auto_commit=False,
@@ -92,7 +92,7 @@ class ActivityConsumer(Service):
             heartbeat_interval_ms=int(max(0.5, s.session_timeout / 6) * 1000),
             rebalance_timeout_ms=int(max(s.session_timeout * 2, 10) * 1000),
             max_poll_records=self.batch_size,
-            **self._auth,
+            **self.auth,
         )
 
     async def on_start(self) -> None:

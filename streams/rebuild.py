@@ -67,6 +67,7 @@ async def rebuild(settings: Settings, broker_url: str, redis_url: str) -> dict[s
     redis = redis_client(settings, redis_url)
     scorer = Scorer(settings, "kafka://" + bootstrap, redis)
     store, model = scorer.store, scorer.model
+    store.require_init = False  # rebuilding is what makes the state complete again
     now = scorer.now()
     records = await _read_all(bootstrap, settings.topic("activity"))
     records.sort(key=lambda m: (m.partition, m.offset))
@@ -134,6 +135,8 @@ async def rebuild(settings: Settings, broker_url: str, redis_url: str) -> dict[s
                 )
             changed += len(changes)
         await producer.flush()
+        # the state is complete again: workers waiting on STATELOST resume
+        await store.mark_initialized(settings.partitions)
     finally:
         await producer.stop()
         await redis.aclose()
