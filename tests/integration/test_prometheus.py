@@ -283,6 +283,16 @@ async def test_prometheus_answers_every_panel_and_rule(
     ):
         got = prom.api("query", query=f'{metric}{{job="ssi-worker"}}')["data"]["result"]
         assert got, f"{metric} missing"
+    # all processed: no lag left, once the gauges (refreshed every 5 s) and Faust's offset
+    # commits (every second) have caught up with the last records
+    _wait_for(
+        prom,
+        'ssi_consumer_lag_records{job="ssi-worker"}',
+        lambda r: len(r) == 16 and all(float(x["value"][1]) == 0 for x in r),
+        30,
+        "zero lag on every partition",
+        workers[0],
+    )
     lag = prom.api("query", query='ssi_consumer_lag_records{job="ssi-worker"}')["data"]["result"]
     partitions = [(s["metric"]["topic"], s["metric"]["partition"]) for s in lag]
     # 8 activity + 8 signals partitions, each reported once, by its current owner: a worker

@@ -205,8 +205,10 @@ async def test_redis_client_acl_password_tls(secure_redis: SecureRedis, certs: C
         ("wrong password", tls_settings(certs, redis_password=wrong), secure_redis.url, bad_pair),
         ("no user", tls_settings(certs), f"rediss://:{REDIS_PASSWORD}@{host}/0", bad_pair),
         ("no CA", tls_settings(certs, redis_ssl_ca_certs=None), secure_redis.url, "VERIFY_FAILED"),
+        # TLS 1.3: the client's handshake ends before the server checks for a certificate, so
+        # the refusal arrives on the first read, as the server's alert or as a reset
         ("no client certificate", Settings(redis_ssl_ca_certs=certs.ca), secure_redis.url,
-         "CERTIFICATE_REQUIRED"),
+         ("CERTIFICATE_REQUIRED", "Connection reset by peer")),
         ("plain TCP", Settings(), secure_redis.url.replace("rediss://", "redis://"), ""),
     ]  # fmt: skip
     for what, settings, url, reason in cases:
@@ -218,7 +220,8 @@ async def test_redis_client_acl_password_tls(secure_redis: SecureRedis, certs: C
         finally:
             await client.aclose()
         text = f"{info.value!r} {info.value}"
-        assert reason in text, (what, text)
+        reasons = (reason,) if isinstance(reason, str) else reason
+        assert any(r in text for r in reasons), (what, text)
         assert_no_secret(text, f"the {what} error")
         assert wrong not in text, what
 
