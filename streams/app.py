@@ -8,6 +8,7 @@ crash at any point replays work that the state store then recognises (watermarks
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections import Counter, defaultdict
@@ -253,11 +254,20 @@ class Scorer:
         `messages` are aiokafka `ConsumerRecord`s (timestamps in milliseconds), in offset order
         per partition. Returns once every record sent for them is acknowledged by the broker.
         """
+        sends: list[Awaitable[Any]] = []
+        try:
+            await self._ingest(messages, sends)
+        except BaseException:
+            for send in sends:  # sends not awaited yet: nothing to retry them, say so quietly
+                if inspect.iscoroutine(send):
+                    send.close()
+            raise
+
+    async def _ingest(self, messages: Sequence[Any], sends: list[Awaitable[Any]]) -> None:
         t0 = time.perf_counter()
         now = self.now()
         m = self.metrics
         outcomes: Counter[tuple[str, str]] = Counter()  # (type, outcome) → count, one inc each
-        sends: list[Awaitable[Any]] = []
         valid: list[tuple[Any, Event, list[tuple[str, bytes | None]]]] = []
         for msg in messages:
             headers = _headers(msg.headers)
