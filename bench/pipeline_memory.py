@@ -58,6 +58,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bench.results import RESULTS, save
 from bench.throughput import _end_offsets, _metric_sums, _total
 from scoring.errors import InvalidEvent
 from scoring.events import Event, parse_structured
@@ -76,7 +77,6 @@ from tests.integration.worker_proc import (
 from tests.reference import heldout
 from tests.reference import model as ref
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
 KEY = "pipeline_memory"
 GOAL_BYTES = 2048  # DESIGN 6: ≤ 2 KB per tracked user at steady state, dedupe included
 USERS = 3000
@@ -545,17 +545,6 @@ async def measure(setup: Setup, broker: EmbeddedBroker, tmp: Path) -> dict[str, 
 # ---------------------------------------------------------------------------- report
 
 
-def save(result: dict[str, Any], path: Path = RESULTS) -> None:
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-        except ValueError:
-            data = {}
-    data[KEY] = result
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
 def report(res: dict[str, Any]) -> str:
     m, w, g, mm, run = res["memory"], res["workload"], res["graph"], res["model_match"], res["run"]
     dd = m["dedupe"]
@@ -669,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     print(report(res))
     if not args.no_save:
-        save(res)
+        save(KEY, res)
         print(f"\nresults written to {RESULTS} (key {KEY!r})")
     # a score that differs from the model is a failure; the memory figures are reported
     return 0 if res["model_match"]["all_match"] else 1

@@ -35,11 +35,11 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
+from bench.results import RESULTS, save
 from scoring.errors import InvalidEvent
 from scoring.events import Event, parse_structured
 from scoring.model import load_model
@@ -52,7 +52,6 @@ from state.store import StateStore
 from streams.embedded import start_redis
 from streams.simulator import generate
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
 KEY = "state"
 DAYS = 35  # a week more than the 28-day window: old connections and profiles still count
 PARTITIONS = 8  # ssi.signals and ssi.activity partitions
@@ -548,17 +547,6 @@ async def run(users: int, seed: int, due: int) -> dict[str, Any]:
         server.close()
 
 
-def save(result: dict[str, Any], path: Path = RESULTS) -> None:
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-        except ValueError:
-            data = {}
-    data[KEY] = result
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
 def report(res: dict[str, Any]) -> str:
     m, g, a = res["memory"], res["graph"], res["apply"]
     lines = [
@@ -626,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     res = asyncio.run(run(args.users, args.seed, args.due))
     print(report(res))
     if not args.no_save:
-        save(res)
+        save(KEY, res)
         print(f"\nresults written to {RESULTS} (key {KEY!r})")
     return 0
 

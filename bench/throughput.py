@@ -58,12 +58,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.baselines import BARE_COUNT, BARE_RELAY, RAW
+from bench.results import RESULTS, save
 from streams.config import Settings
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port, start_broker, start_redis
 from streams.simulator import generate
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results.json"
 KEY = "throughput"
 END = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # fixed instant: the simulator's end, SSI_CLOCK
 DAYS = 28
@@ -729,17 +729,6 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def save(result: dict[str, Any], path: Path = RESULTS) -> None:
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-        except ValueError:
-            data = {}
-    data[KEY] = result
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.throughput", description=__doc__.split("\n")[0]
@@ -777,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_save:
         print(json.dumps(result, indent=2))
     else:
-        save(result)
+        save(KEY, result)
         print(f"\nresults written to {RESULTS} (key {KEY!r})")
     return 0
 
