@@ -31,7 +31,7 @@ from state.keys import Keys
 from state.pipeline import BatchOutcome, ScoreChange, rescore_and_commit, sweep
 from state.store import StateStore
 from streams.config import Settings
-from streams.ingest import RETRY_BACKOFF, ActivityConsumer
+from streams.ingest import ActivityConsumer, retry_delay
 from streams.metrics import Metrics
 from streams.sensors import ScorerSensor
 
@@ -372,7 +372,7 @@ class Scorer:
                     await self.aggregate_batch(messages)
                     break
                 except Exception as exc:
-                    delay = RETRY_BACKOFF[min(failures, len(RETRY_BACKOFF) - 1)]
+                    delay = retry_delay(failures)
                     failures += 1
                     log.warning(
                         "aggregate batch of %d records failed (%s: %s); retrying in %.1f s",

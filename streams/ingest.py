@@ -36,6 +36,11 @@ log = logging.getLogger("ssi.ingest")
 RETRY_BACKOFF = (0.5, 1.0, 2.0, 5.0)  # seconds before retrying a failed batch, then stays at 5
 
 
+def retry_delay(failures: int) -> float:
+    """Seconds to wait before retrying a batch that has failed `failures` times before."""
+    return RETRY_BACKOFF[min(failures, len(RETRY_BACKOFF) - 1)]
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, owner: ActivityConsumer) -> None:
         self.owner = owner
@@ -77,7 +82,6 @@ class ActivityConsumer(Service):
         self.auth = dict(auth)  # aiokafka security settings (SASL / TLS)
         self._consumer: AIOKafkaConsumer | None = None
         self._busy = asyncio.Lock()
-        self.batches = 0
         self.joined = False  # in the group with an assignment (possibly empty), not rebalancing
 
     def _new_consumer(self) -> AIOKafkaConsumer:
@@ -126,23 +130,6 @@ class ActivityConsumer(Service):
         except Exception:  # not subscribed yet, or stopping
             return set()
 
-    async def lag(self) -> dict[int, int]:
-        """Records not yet consumed per assigned partition (highwater − position)."""
-        consumer = self._consumer
-        out: dict[int, int] = {}
-        if consumer is None:
-            return out
-        for tp in self.assignment():
-            high = consumer.highwater(tp)
-            if high is None:
-                continue
-            try:
-                pos = await asyncio.wait_for(consumer.position(tp), 1.0)
-            except Exception:  # moved away meanwhile, or the broker is unreachable
-                continue
-            out[tp.partition] = max(0, high - pos)
-        return out
-
     @Service.task
     async def _consume(self) -> None:
         failures = 0
@@ -169,7 +156,7 @@ class ActivityConsumer(Service):
                     await self.scorer.ingest_batch(records)
                 except Exception as exc:
                     # nothing of this batch is committed: seek back and retry it
-                    delay = RETRY_BACKOFF[min(failures, len(RETRY_BACKOFF) - 1)]
+                    delay = retry_delay(failures)
                     failures += 1
                     log.warning(
                         "ingest batch of %d records failed (%s: %s); retrying in %.1f s",
@@ -185,7 +172,6 @@ class ActivityConsumer(Service):
                     await self.sleep(delay)
                     continue
                 failures = 0
-                self.batches += 1
                 await self._commit(consumer, fetched)
 
     async def _commit(self, consumer: AIOKafkaConsumer, fetched: Mapping[Any, list[Any]]) -> None:
