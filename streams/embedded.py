@@ -415,10 +415,34 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 class EmbeddedBroker(EmbeddedProcess):
-    """A Tansu broker with memory storage: Kafka protocol, single node."""
+    """A Tansu broker with memory storage: Kafka protocol, single node.
+
+    It listens on :attr:`port` and, in Metadata, names itself at
+    :attr:`advertised_port` (the same port unless another one was given, e.g.
+    that of a proxy in front of it: clients then reconnect through the proxy).
+    """
 
     kind = "broker"
     cluster_id = "ssi-embedded"
+
+    def __init__(
+        self,
+        *,
+        binary: Path,
+        port: int,
+        workdir: Path,
+        owns_workdir: bool,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+        advertised_port: int | None = None,
+    ) -> None:
+        super().__init__(
+            binary=binary,
+            port=port,
+            workdir=workdir,
+            owns_workdir=owns_workdir,
+            start_timeout=start_timeout,
+        )
+        self.advertised_port = port if advertised_port is None else advertised_port
 
     @property
     def bootstrap(self) -> str:
@@ -432,6 +456,7 @@ class EmbeddedBroker(EmbeddedProcess):
 
     def _argv(self) -> list[str]:
         listener = f"tcp://{self.bootstrap}"
+        advertised = f"tcp://{self.host}:{self.advertised_port}"
         # Tansu opens no port besides the listener (no Prometheus endpoint;
         # OTLP export only when an endpoint is given), so brokers on
         # different ports coexist. Memory storage is its default.
@@ -443,7 +468,7 @@ class EmbeddedBroker(EmbeddedProcess):
             "--listener-url",
             listener,
             "--advertised-listener-url",
-            listener,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -453,7 +478,8 @@ class EmbeddedBroker(EmbeddedProcess):
             brokers = _kafka_metadata(self.host, self.port, timeout=1.0)
         except (OSError, struct.error, EmbeddedError):
             return False
-        return any(port == self.port for _, _, port in brokers)
+        # Asked on its own port, it must name itself at the advertised one.
+        return any(port == self.advertised_port for _, _, port in brokers)
 
 
 def start_broker(
@@ -461,19 +487,26 @@ def start_broker(
     port: int | None = None,
     *,
     start_timeout: float = DEFAULT_START_TIMEOUT,
+    advertised_port: int | None = None,
 ) -> EmbeddedBroker:
     """Start a Tansu broker on a loopback port and wait until it answers Metadata.
 
     ``data_dir`` holds the broker's log (its data lives in memory); by default a
     temporary directory, removed by :meth:`EmbeddedProcess.close`. ``port``
-    defaults to a free one.
+    defaults to a free one. ``advertised_port`` is the loopback port the broker
+    names in Metadata, by default its own; readiness is still probed on ``port``.
     """
     binary = tansu_binary()
 
     def make(p: int) -> EmbeddedBroker:
         workdir, owned = _workdir(data_dir, "ssi-broker-")
         return EmbeddedBroker(
-            binary=binary, port=p, workdir=workdir, owns_workdir=owned, start_timeout=start_timeout
+            binary=binary,
+            port=p,
+            workdir=workdir,
+            owns_workdir=owned,
+            start_timeout=start_timeout,
+            advertised_port=advertised_port,
         )
 
     return _start_on_free_port(make, port)

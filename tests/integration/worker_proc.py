@@ -13,14 +13,38 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.embedded import free_port
+from streams.embedded import EmbeddedBroker, free_port
+from tests.integration.kafka_shim import ShimProcess
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def in_ci() -> bool:
+    """Whether the tests run in CI, where a missing tool is a failure, never a skip."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+@dataclass
+class ShimmedBroker:
+    """A Tansu broker advertised at, and reached through, a kafka shim (fixture
+    ``shimmed_broker``): kcat can talk to it."""
+
+    broker: EmbeddedBroker
+    shim: ShimProcess
+
+    @property
+    def bootstrap(self) -> str:
+        return self.shim.bootstrap
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
 
 
 class WorkerProcess:
@@ -118,28 +142,72 @@ def worker_env(
     return env
 
 
-def produce_with_kcat(bootstrap: str, topic: str, lines: Iterable[bytes], tmp: Path) -> bool:
-    """Produce `key<TAB>value` lines with kcat (a real, non-Python Kafka client) if present."""
-    kcat = shutil.which("kcat") or shutil.which("kafkacat")
-    if not kcat:
-        return False
+class KcatError(RuntimeError):
+    """kcat failed; the message carries its exit code and stderr."""
+
+
+def kcat_binary() -> str | None:
+    """kcat (or its old name, kafkacat) from PATH."""
+    return shutil.which("kcat") or shutil.which("kafkacat")
+
+
+def run_kcat(args: list[str], timeout: float = 120) -> str:
+    """Run kcat with ``args``; its stdout, or :class:`KcatError` with its stderr."""
+    kcat = kcat_binary()
+    if kcat is None:
+        raise KcatError("kcat is not installed")
+    done = subprocess.run([kcat, *args], capture_output=True, timeout=timeout)
+    if done.returncode != 0:
+        raise KcatError(
+            f"kcat {' '.join(args)} exited {done.returncode}:\n"
+            + done.stderr.decode(errors="replace")[-4000:]
+        )
+    return done.stdout.decode(errors="replace")
+
+
+def kcat_produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes, bytes]],
+    tmp: Path,
+    headers: Iterable[tuple[str, str]] = (),
+) -> None:
+    """Produce ``(key, value)`` records with kcat, every one with ``headers``.
+
+    Records go through a file of ``key<TAB>value`` lines: a key holds no tab or newline,
+    a value no newline. Raises :class:`KcatError` (with kcat's stderr) when kcat fails.
+    """
     path = tmp / "kcat-input"
     with open(path, "wb") as fh:
-        for line in lines:
-            try:
-                key = str(json.loads(line).get("subject", "-")).encode()
-            except (ValueError, AttributeError):
-                key = b"-"
-            key = key.replace(b"\t", b" ").replace(b"\n", b" ") or b"-"
-            fh.write(key + b"\t" + line + b"\n")
-    done = subprocess.run(
-        [kcat, "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-l", str(path)],
-        capture_output=True,
-        timeout=120,
-    )
-    # librdkafka's ApiVersionRequest fails against the embedded Tansu 0.6 broker ("Read
-    # underflow") before anything is produced; the caller then produces with aiokafka.
-    return done.returncode == 0
+        for key, value in records:
+            if b"\t" in key or b"\n" in key or b"\n" in value:
+                raise ValueError(f"record not expressible as a kcat line: {key!r}")
+            fh.write(key + b"\t" + value + b"\n")
+    args = ["-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-l", str(path)]
+    for name, text in headers:
+        args += ["-H", f"{name}={text}"]
+    # delivery failures end kcat with a non-zero code after this long, not the 5 min default
+    run_kcat([*args, "-X", "message.timeout.ms=60000"])
+
+
+def produce_with_kcat(bootstrap: str, topic: str, lines: Iterable[bytes], tmp: Path) -> bool:
+    """Produce lines with kcat (a real, non-Python Kafka client), keyed by their subject.
+
+    False when kcat is not installed; :class:`KcatError` with its stderr when it fails.
+    Tansu must be reached through tests/integration/kafka_shim.py (fixture
+    ``shimmed_broker``): kcat cannot parse its ApiVersions answer directly.
+    """
+    if kcat_binary() is None:
+        return False
+    records = []
+    for line in lines:
+        try:
+            key = str(json.loads(line).get("subject", "-")).encode()
+        except (ValueError, AttributeError):
+            key = b"-"
+        records.append((key.replace(b"\t", b" ").replace(b"\n", b" ") or b"-", line))
+    kcat_produce(bootstrap, topic, records, tmp)
+    return True
 
 
 async def produce(
