@@ -12,7 +12,8 @@ import inspect
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -74,6 +75,25 @@ def dead_letter_headers(
         ("ssi-source-partition", str(partition).encode()),
         ("ssi-source-offset", str(offset).encode()),
     ]
+
+
+Headers = list[tuple[str, bytes | None]]
+
+
+@dataclass(slots=True)
+class IngestBatch:
+    """One fetch of `ssi.activity` records on its way through the three ingest phases."""
+
+    records: Sequence[Any]
+    now: datetime
+    t0: float  # perf_counter at decode, for the processing-duration histogram
+    valid: list[tuple[Any, Event, Headers]] = field(default_factory=list)
+    # dead letters: (record, headers, error code, message)
+    rejects: list[tuple[Any, Headers, str, str]] = field(default_factory=list)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, outcome) → n
+    signals: dict[int, bytes] = field(default_factory=dict)  # ssi.signals partition → record
+    connections: list[tuple[str, str]] = field(default_factory=list)
+    late: int = 0
 
 
 def bootstrap_servers(broker_url: str) -> list[str]:
@@ -253,32 +273,31 @@ class Scorer:
 
         `messages` are aiokafka `ConsumerRecord`s (timestamps in milliseconds), in offset order
         per partition. Returns once every record sent for them is acknowledged by the broker.
+        The three phases are separate so that `streams.ingest` can overlap one batch's broker
+        round trips with the next batch's decoding and dedupe.
         """
-        sends: list[Awaitable[Any]] = []
-        try:
-            await self._ingest(messages, sends)
-        except BaseException:
-            for send in sends:  # sends not awaited yet: nothing to retry them, say so quietly
-                if inspect.iscoroutine(send):
-                    send.close()
-            raise
+        batch = self.decode_batch(messages)
+        await self.screen_batch(batch)
+        await self.deliver_batch(batch)
 
-    async def _ingest(self, messages: Sequence[Any], sends: list[Awaitable[Any]]) -> None:
-        t0 = time.perf_counter()
-        now = self.now()
-        m = self.metrics
-        outcomes: Counter[tuple[str, str]] = Counter()  # (type, outcome) → count, one inc each
-        valid: list[tuple[Any, Event, list[tuple[str, bytes | None]]]] = []
+    def decode_batch(self, messages: Sequence[Any]) -> IngestBatch:
+        """Phase 1 (CPU only): decode and validate; invalid records become dead letters."""
+        batch = IngestBatch(messages, self.now(), time.perf_counter())
+        model, now = self.model, batch.now
         for msg in messages:
             headers = _headers(msg.headers)
             try:
-                event = decode_record(msg.value, headers, self.model, now)
+                event = decode_record(msg.value, headers, model, now)
             except InvalidEvent as exc:
-                outcomes["invalid", "rejected"] += 1
-                m.dead_letters.labels(exc.code).inc()
-                sends.append(self._dead_letter(msg, headers, exc.code, exc.message))
+                batch.outcomes["invalid", "rejected"] += 1
+                batch.rejects.append((msg, headers, exc.code, exc.message))
                 continue
-            valid.append((msg, event, headers))
+            batch.valid.append((msg, event, headers))
+        return batch
+
+    async def screen_batch(self, batch: IngestBatch) -> None:
+        """Phase 2: drop duplicates (one Redis round trip), then map events to signals."""
+        valid = batch.valid
         codes = await self._timed(
             "dedupe",
             self.store.dedupe(
@@ -286,10 +305,10 @@ class Scorer:
                 time.time(),
             ),
         )
+        m = self.metrics
         per_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        connections: list[tuple[str, str]] = []
-        first_day = now.date().toordinal() - self.model.window_days + 1
-        late = 0
+        first_day = batch.now.date().toordinal() - self.model.window_days + 1
+        outcomes = batch.outcomes
         for (msg, event, headers), code in zip(valid, codes, strict=True):
             if code == 2:
                 outcomes[event.type, "duplicate"] += 1
@@ -298,9 +317,8 @@ class Scorer:
             if code == 3:
                 outcomes[event.type, "duplicate"] += 1
                 m.duplicates.labels("conflicting").inc()
-                m.dead_letters.labels("conflicting_duplicate").inc()
-                sends.append(
-                    self._dead_letter(
+                batch.rejects.append(
+                    (
                         msg,
                         headers,
                         "conflicting_duplicate",
@@ -311,9 +329,9 @@ class Scorer:
                 continue
             outcomes[event.type, "accepted"] += 1
             if event.day < first_day:
-                late += 1
+                batch.late += 1
             if event.type == "connection.accepted" and event.data["requester_id"] != event.subject:
-                connections.append((event.subject, event.data["requester_id"]))
+                batch.connections.append((event.subject, event.data["requester_id"]))
             ts = (msg.timestamp or 0) / 1000.0
             etime = event.time.timestamp()
             for q, delta in route_event(
@@ -324,18 +342,37 @@ class Scorer:
                 wire["t"] = etime
                 wire["ts"] = ts
                 per_partition[q].append(wire)
-        for q, items in per_partition.items():
-            body = orjson.dumps({"v": SIGNALS_FORMAT, "events": items})
-            sends.append(self.signals.send(key=str(q).encode(), value=body, partition=q))
-        if connections:
-            await self._timed("graph", record_connections(self.redis, self.keys, connections))
-        await self._deliver(sends)
-        for (kind, outcome), n in outcomes.items():
+        batch.signals = {
+            q: orjson.dumps({"v": SIGNALS_FORMAT, "events": items})
+            for q, items in per_partition.items()
+        }
+
+    async def deliver_batch(self, batch: IngestBatch) -> None:
+        """Phase 3: send the signals and dead letters and record the connections; return once
+        the broker acknowledged every record (the caller then commits the batch's offsets)."""
+        m = self.metrics
+        sends: list[Awaitable[Any]] = [
+            self._dead_letter(msg, headers, code, message)
+            for msg, headers, code, message in batch.rejects
+        ]
+        sends += [
+            self.signals.send(key=str(q).encode(), value=body, partition=q)
+            for q, body in batch.signals.items()
+        ]
+        futures = await self._enqueue(sends)
+        if batch.connections:
+            futures.append(
+                self._timed("graph", record_connections(self.redis, self.keys, batch.connections))
+            )
+        await asyncio.gather(*futures)  # the graph write overlaps the broker's acknowledgements
+        for code in (r[2] for r in batch.rejects):
+            m.dead_letters.labels(code).inc()
+        for (kind, outcome), n in batch.outcomes.items():
             m.events.labels(kind, outcome).inc(n)
-        if late:
-            m.late.inc(late)
-        m.batch_size.labels("ingest").observe(len(messages))
-        m.processing.labels("ingest").observe(time.perf_counter() - t0)
+        if batch.late:
+            m.late.inc(batch.late)
+        m.batch_size.labels("ingest").observe(len(batch.records))
+        m.processing.labels("ingest").observe(time.perf_counter() - batch.t0)
 
     async def _dead_letter(
         self, msg: Any, headers: list[tuple[str, bytes | None]], code: str, message: str
@@ -350,11 +387,19 @@ class Scorer:
             ),
         )
 
-    async def _deliver(self, sends: Iterable[Awaitable[Any]]) -> None:
-        """Wait until every record of the batch is acknowledged by the broker."""
-        futures = [await s for s in sends]
-        for fut in futures:
-            await fut
+    @staticmethod
+    async def _enqueue(sends: Sequence[Awaitable[Any]]) -> list[Any]:
+        """Hand every record to the producer, in order; returns their delivery futures."""
+        futures: list[Any] = []
+        try:
+            for send in sends:
+                futures.append(await send)
+        except BaseException:
+            for send in sends[len(futures) + 1 :]:  # never awaited: close them quietly
+                if inspect.iscoroutine(send):
+                    send.close()
+            raise
+        return futures
 
     # ------------------------------------------------------------- aggregate
 

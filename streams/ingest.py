@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +34,37 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ssi.ingest")
 
+# Fetched batches in flight: while one waits for the broker's acknowledgements and its commit,
+# the next is fetched, decoded and deduped (bench/throughput.py measures the difference).
+PIPELINE_DEPTH = 2
 RETRY_BACKOFF = (0.5, 1.0, 2.0, 5.0)  # seconds before retrying a failed batch, then stays at 5
 
 
 def retry_delay(failures: int) -> float:
     """Seconds to wait before retrying a batch that has failed `failures` times before."""
     return RETRY_BACKOFF[min(failures, len(RETRY_BACKOFF) - 1)]
+
+
+class _Abandoned(Exception):
+    """A batch given up because an earlier one failed; both are fetched again."""
+
+
+class _Batch:
+    """A fetched batch in the ingest pipeline."""
+
+    __slots__ = ("fetched", "screened", "task")
+
+    def __init__(self, fetched: dict[Any, list[Any]]) -> None:
+        self.fetched = fetched
+        self.screened = asyncio.Event()  # its dedupe is done (the next batch's may start)
+        self.task: asyncio.Future[None] | None = None
+
+    def done(self) -> bool:
+        return self.task is not None and self.task.done()
+
+    def ok(self) -> bool:
+        t = self.task
+        return t is not None and t.done() and not t.cancelled() and t.exception() is None
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -81,7 +107,8 @@ class ActivityConsumer(Service):
         self.bootstrap = bootstrap
         self.auth = dict(auth)  # aiokafka security settings (SASL / TLS)
         self._consumer: AIOKafkaConsumer | None = None
-        self._busy = asyncio.Lock()
+        self._inflight: deque[_Batch] = deque()  # fetched batches not settled yet, in order
+        self._failures = 0  # consecutive failed attempts, for the retry delay
         self.joined = False  # in the group with an assignment (possibly empty), not rebalancing
 
     def _new_consumer(self) -> AIOKafkaConsumer:
@@ -107,9 +134,9 @@ class ActivityConsumer(Service):
         self._consumer = consumer
 
     async def on_stop(self) -> None:
+        await self.idle()
         if self._consumer is not None:
-            async with self._busy:
-                consumer, self._consumer = self._consumer, None
+            consumer, self._consumer = self._consumer, None
             await consumer.stop()
 
     @property
@@ -119,8 +146,11 @@ class ActivityConsumer(Service):
 
     async def idle(self) -> None:
         """Return once no batch is in flight."""
-        async with self._busy:
-            return
+        while True:
+            pending = [b.task for b in self._inflight if b.task is not None and not b.task.done()]
+            if not pending:
+                return
+            await asyncio.wait(pending)
 
     def assignment(self) -> set[TopicPartition]:
         if self._consumer is None:
@@ -132,7 +162,6 @@ class ActivityConsumer(Service):
 
     @Service.task
     async def _consume(self) -> None:
-        failures = 0
         while not self.should_stop:
             consumer = self._consumer
             if consumer is None:
@@ -148,31 +177,76 @@ class ActivityConsumer(Service):
                 log.warning("ingest fetch failed: %s", type(exc).__name__)
                 await self.sleep(1.0)
                 continue
-            if not fetched:
-                continue
-            records = [r for recs in fetched.values() for r in recs]
-            async with self._busy:
-                try:
-                    await self.scorer.ingest_batch(records)
-                except Exception as exc:
-                    # nothing of this batch is committed: seek back and retry it
-                    delay = retry_delay(failures)
-                    failures += 1
-                    log.warning(
-                        "ingest batch of %d records failed (%s: %s); retrying in %.1f s",
-                        len(records),
-                        type(exc).__name__,
-                        exc,
-                        delay,
-                    )
-                    owned = self.assignment()
-                    for tp, recs in fetched.items():
-                        if tp in owned:
-                            consumer.seek(tp, recs[0].offset)
-                    await self.sleep(delay)
-                    continue
-                failures = 0
-                await self._commit(consumer, fetched)
+            if fetched:
+                self._start(consumer, fetched)
+            # settle finished batches; wait for the oldest while the pipeline is full
+            while self._inflight and (
+                len(self._inflight) >= PIPELINE_DEPTH or self._inflight[0].done()
+            ):
+                await self._settle_oldest(consumer)
+
+    def _start(self, consumer: AIOKafkaConsumer, fetched: dict[Any, list[Any]]) -> None:
+        """Decode a fetched batch now and finish it in a task that overlaps the next fetch."""
+        prev = self._inflight[-1] if self._inflight else None
+        batch = _Batch(fetched)
+        batch.task = asyncio.ensure_future(self._run(consumer, batch, prev))
+        self._inflight.append(batch)
+
+    async def _run(self, consumer: AIOKafkaConsumer, batch: _Batch, prev: _Batch | None) -> None:
+        """Decode → dedupe and route → (after the previous batch is done) send → commit.
+
+        Dedupe runs in fetch order (first seen wins), and a batch's records are handed to the
+        producer only once the previous batch is acknowledged and committed: the apply step's
+        per-source watermarks need each source partition's events to reach `ssi.signals` in
+        offset order, and a failed batch must not be overtaken by the next one.
+        """
+        try:
+            work = self.scorer.decode_batch([r for recs in batch.fetched.values() for r in recs])
+            if prev is not None:
+                await prev.screened.wait()
+            await self.scorer.screen_batch(work)
+        finally:
+            batch.screened.set()
+        if prev is not None and prev.task is not None:
+            await asyncio.wait([prev.task])  # not `await prev.task`: that would cancel it too
+            if not prev.ok():
+                raise _Abandoned("an earlier batch failed")
+        await self.scorer.deliver_batch(work)
+        await self._commit(consumer, batch.fetched)
+
+    async def _settle_oldest(self, consumer: AIOKafkaConsumer) -> None:
+        """Wait for the oldest batch; after a failure, replay it and everything fetched since."""
+        batch = self._inflight[0]
+        assert batch.task is not None
+        await asyncio.wait([batch.task])
+        if batch.ok():
+            self._inflight.popleft()
+            self._failures = 0
+            return
+        await self.idle()  # later batches see the failure and stop before sending anything
+        starts: dict[Any, int] = {}
+        for b in self._inflight:  # oldest first: the first offset seen is where to resume
+            for tp, recs in b.fetched.items():
+                starts.setdefault(tp, recs[0].offset)
+        records = sum(len(recs) for recs in batch.fetched.values())
+        exc = batch.task.exception() if not batch.task.cancelled() else None
+        delay = retry_delay(self._failures)
+        self._failures += 1
+        log.warning(
+            "ingest batch of %d records failed (%s: %s); fetching it and the %d batches after "
+            "it again in %.1f s",
+            records,
+            type(exc).__name__,
+            exc,
+            len(self._inflight) - 1,
+            delay,
+        )
+        self._inflight.clear()
+        owned = self.assignment()
+        for tp, offset in starts.items():
+            if tp in owned:  # nothing of these batches is committed: fetch them again
+                consumer.seek(tp, offset)
+        await self.sleep(delay)
 
     async def _commit(self, consumer: AIOKafkaConsumer, fetched: Mapping[Any, list[Any]]) -> None:
         owned = self.assignment()

@@ -317,3 +317,59 @@ async def signals_end(bootstrap: str, topic: str) -> int:
         return sum((await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()
+
+
+async def test_failed_ingest_batch_is_fetched_again_in_order(
+    chaos_broker, chaos_redis, tmp_path: Path, show
+) -> None:
+    """A batch that fails while the next one goes through must lose nothing.
+
+    Ingest overlaps batches (streams/ingest.py): while one waits for its acknowledgements, the
+    next is decoded and deduped. Here the worker's Redis user loses access to one of the 16
+    dedupe shard groups for 4 s while a stream of small batches flows: a batch with an event
+    of that group fails, the batch after it may not. The later batch must not be sent or
+    committed before the failed one (the apply watermarks would then skip the failed one's
+    events when it is fetched again), and the end state must equal the model.
+    """
+    seed = 62
+    now = heldout.now_for(seed)
+    s = Scenario("ingest-failure", seed)
+    show.append(s)
+    records = stream(seed, 30, 900)
+    half = len(records) // 3
+    user, password = f"chaos-{seed}-{tmp_path.name[-8:]}", "chaos-password"
+    admin = aioredis.Redis.from_url(chaos_redis.url)
+    await admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
+    run = ChaosRun(s, chaos_broker, chaos_redis, tmp_path, records, now, 250)
+    for w in run.workers:
+        w.env.update(SSI_REDIS_USERNAME=user, SSI_REDIS_PASSWORD=password, SSI_BATCH_SIZE="8")
+    ns = run.prefix
+    try:
+        await run.start(stop_at=half)
+        await run.subscriber.converged(expected_scores(records[:half], now), 120)
+        s.note(f"first {half} records scored")
+        # every key but dedupe shard group 3 ({ns d3}); groups 10-15 match d[^3]* too
+        await admin.execute_command(
+            "ACL",
+            "SETUSER",
+            user,
+            "resetkeys",
+            f"~{ns}{{{ns}p*",
+            f"~{ns}{{{ns}d[^3]*",
+            f"~{ns}bm:*",
+            f"~{ns}g:*",
+        )
+        run.feed.resume()
+        await asyncio.sleep(4)
+        s.note("dedupe shard group 3 refused for 4 s while the stream flowed")
+        await admin.execute_command("ACL", "SETUSER", user, "allkeys")
+        s.note("access restored")
+        await run.finish(timeout=120)
+        log = run.workers[0].tail(200_000)
+        failed = [line for line in log.splitlines() if "ingest batch of" in line]
+        assert failed, "no ingest batch failed: the fault missed"
+        s.note(f"{len(failed)} failed ingest attempts, e.g. {failed[0][-120:]}")
+    finally:
+        await run.close()
+        await admin.execute_command("ACL", "DELUSER", user)
+        await admin.aclose()
