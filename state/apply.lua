@@ -58,19 +58,41 @@ local function fmt(t)
   return table.concat(out, ',')
 end
 
-local function add_into(key, field, pairs_)
+-- Each user is read once (HGETALL, GET of the profile), its counters are summed here in Lua,
+-- and it is written once (one HSET of every changed field): a few calls per user instead of
+-- several per event, which is most of this script's cost.
+local users = {}
+local order = {}
+
+local function state_of(user)
+  local st = users[user]
+  if st == nil then
+    local ukey = base .. 'u:' .. user
+    local flat = redis.call('HGETALL', ukey)
+    local h = {}
+    for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+    st = {key = ukey, h = h, rows = {}, dirty = {}, touched = false, prof = nil, prof_dirty = false}
+    st.prof = redis.call('GET', base .. 'pf:' .. user)
+    users[user] = st
+    order[#order + 1] = user
+  end
+  return st
+end
+
+local function add_into(st, field, pairs_)
   if #pairs_ == 0 then return end
-  local t = parse(redis.call('HGET', key, field))
+  local t = st.rows[field]
+  if t == nil then
+    t = parse(st.h[field])
+    st.rows[field] = t
+  end
   for j = 1, #pairs_, 2 do
     local i = pairs_[j]
     t[i] = (t[i] or 0) + pairs_[j + 1]
   end
-  local s = fmt(t)
-  if s == '' then redis.call('HDEL', key, field) else redis.call('HSET', key, field, s) end
+  st.dirty[field] = true
 end
 
-local seen_users = {}
-local order = {}
 local applied, dups, replayed = 0, 0, 0
 
 for _, ev in ipairs(cfg.events) do
@@ -85,28 +107,21 @@ for _, ev in ipairs(cfg.events) do
     applied = applied + 1
   end
   for _, entry in ipairs(ev.u) do
-    local user = entry[1]
-    if not seen_users[user] then
-      seen_users[user] = true
-      order[#order + 1] = user
-    end
+    local st = state_of(entry[1])
     if not skip then
-      local ukey = base .. 'u:' .. user
-      if redis.call('HSETNX', ukey, 'v', '0') == 1 then
-        redis.call('INCR', base .. 'n')
-      end
+      st.touched = true
       local day = entry[2]
       if day >= cfg.first_day then
-        add_into(ukey, tostring(day), entry[3])
+        add_into(st, tostring(day), entry[3])
       end
-      add_into(ukey, 't', entry[4])
+      add_into(st, 't', entry[4])
       local prof = entry[5]
       if prof then
-        local pkey = base .. 'pf:' .. user
-        local cur = redis.call('GET', pkey)
+        local cur = st.prof
         local new_order = string.match(prof, '^([^\030]*)')
         if not cur or string.match(cur, '^([^\030]*)') < new_order then
-          redis.call('SET', pkey, prof)
+          st.prof = prof
+          st.prof_dirty = true
         end
       end
     end
@@ -119,8 +134,36 @@ end
 
 local out = {applied, dups, replayed}
 for _, user in ipairs(order) do
-  local ukey = base .. 'u:' .. user
-  local prof = redis.call('GET', base .. 'pf:' .. user)
-  out[#out + 1] = {user, redis.call('HGETALL', ukey), prof or false}
+  local st = users[user]
+  local h = st.h
+  if st.touched then
+    local sets, dels = {}, {}
+    if h.v == nil then  -- a user seen for the first time: tracked from now on
+      h.v = '0'
+      sets[#sets + 1] = 'v'
+      sets[#sets + 1] = '0'
+      redis.call('INCR', base .. 'n')
+    end
+    for field in pairs(st.dirty) do
+      local v = fmt(st.rows[field])
+      if v == '' then
+        if h[field] ~= nil then dels[#dels + 1] = field end
+        h[field] = nil
+      else
+        h[field] = v
+        sets[#sets + 1] = field
+        sets[#sets + 1] = v
+      end
+    end
+    if #sets > 0 then redis.call('HSET', st.key, unpack(sets)) end
+    if #dels > 0 then redis.call('HDEL', st.key, unpack(dels)) end
+    if st.prof_dirty then redis.call('SET', base .. 'pf:' .. user, st.prof) end
+  end
+  local flat = {}
+  for f, v in pairs(h) do
+    flat[#flat + 1] = f
+    flat[#flat + 1] = v
+  end
+  out[#out + 1] = {user, flat, st.prof or false}
 end
 return out
