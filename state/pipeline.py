@@ -60,6 +60,17 @@ class BatchOutcome:
     scores: dict[str, Score] = field(default_factory=dict)
 
 
+def batch_causes(events: Sequence[EventDelta]) -> dict[str, str]:
+    """The users of a batch whose every signal came from their own profile snapshot
+    (`profile.updated`): their score changes say `cause: profile`; everyone else's `activity`."""
+    profile: set[str] = set()
+    other: set[str] = set()
+    for ev in events:
+        for u in ev.users:
+            (profile if u[4] else other).add(u[0])
+    return dict.fromkeys(profile - other, "profile")
+
+
 def _previous(published: str | None) -> float | None:
     return float(published.split("|", 1)[0]) if published else None
 
@@ -72,8 +83,11 @@ async def rescore_and_commit(
     cause: str,
     event_ids: dict[str, list[str]] | None = None,
     republish: frozenset[str] = frozenset(),
+    causes: dict[str, str] | None = None,
 ) -> tuple[list[ScoreChange], dict[str, Score]]:
     """Score users at `now`, store what changed, and return the changes to publish.
+
+    `cause` is every change's cause unless `causes` names another one for the user.
 
     Users in `republish` (named by a redelivered batch) get their stored latest version sent
     again even when unchanged, in case the crash came between storing and publishing it.
@@ -110,7 +124,7 @@ async def rescore_and_commit(
                 pillars=pillars,
                 version=res.version,
                 model_version=model.model_version,
-                cause=cause,
+                cause=causes.get(c.user, cause) if causes else cause,
                 as_of=now,
                 event_ids=tuple((event_ids or {}).get(c.user, ())),
                 republished=not res.changed,
@@ -133,7 +147,7 @@ async def process_batch(
     if res.replayed:
         republish = frozenset(res.users)
     changes, scores = await rescore_and_commit(
-        store, partition, res.users, now, cause, event_ids, republish
+        store, partition, res.users, now, cause, event_ids, republish, batch_causes(events)
     )
     return BatchOutcome(res.applied, res.duplicates, res.replayed, changes, scores)
 

@@ -29,7 +29,7 @@ from scoring.model import Model, load_model
 from state.benchmarks import record_connections, record_scores
 from state.codec import EventDelta, StoredUser, route_event, sighting
 from state.keys import Keys
-from state.pipeline import BatchOutcome, ScoreChange, rescore_and_commit, sweep
+from state.pipeline import BatchOutcome, ScoreChange, batch_causes, rescore_and_commit, sweep
 from state.store import StateStore
 from streams.config import Settings
 from streams.ingest import ActivityConsumer, retry_delay
@@ -493,7 +493,14 @@ class Scorer:
         res = await self.store.apply(partition, deltas, now)
         republish: frozenset[str] = frozenset(res.users) if res.replayed else frozenset()
         changes, scores = await rescore_and_commit(
-            self.store, partition, res.users, now, "activity", event_ids, republish
+            self.store,
+            partition,
+            res.users,
+            now,
+            "activity",
+            event_ids,
+            republish,
+            batch_causes(deltas),
         )
         outcome = BatchOutcome(res.applied, res.duplicates, res.replayed, changes, scores)
         return outcome, res.users

@@ -108,7 +108,8 @@ async def test_stream_equals_reference_and_dead_letters(
             for pillar, value in exp["pillars"].items():
                 assert got["pillars"][pillar] == pytest.approx(value, abs=0.011), (user, pillar)
             assert got["model_version"] == "1"
-            assert got["cause"] == "activity"
+            # profile when the user's last batch held only its own profile snapshots
+            assert got["cause"] in ("activity", "profile")
         # versions only rise per user
         seen: dict[str, int] = {}
         for r in changes:

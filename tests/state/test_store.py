@@ -222,7 +222,10 @@ class Stream:
         out = await process_batch(self.store, q, batch, self.now)
         assert out.applied + out.replayed == len(batch)
         for c in out.changes:
-            assert c.cause == "activity"
+            # "profile" exactly when every signal of the user in the batch is its own snapshot
+            entries = [u for d in batch for u in d.users if u[0] == c.user_id]
+            profile_only = bool(entries) and all(u[4] for u in entries)
+            assert c.cause == ("profile" if profile_only else "activity"), (c, entries)
             self._record(c)
 
     async def replay(self, q: int, batch: list[EventDelta]) -> None:
@@ -689,3 +692,48 @@ _TEN = [float(i) for i in range(1, 11)]
 )
 def test_percentile_nearest_rank(scores: list[float], q: float, expected: float) -> None:
     assert percentile(scores, q) == expected
+
+
+def _event(i: int, etype: str, subject: str, data: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"cause-{i}",
+            "source": "test",
+            "type": etype,
+            "time": "2026-11-20T10:00:00Z",
+            "subject": subject,
+            "data": data,
+        }
+    ).encode()
+
+
+@ASYNC
+async def test_cause_profile_only_for_profile_only_batches(redis: Redis, key_prefix: str) -> None:
+    """`cause: profile` when a user's signals in the batch all come from its own profile
+    snapshots; a batch that also holds other activity of the user says `activity`."""
+    store = StateStore(redis, MODEL, Keys(key_prefix))
+    profile = {"photo": True, "headline": True, "skills_count": 3}
+    richer = dict(profile, summary=True, experience_count=4)
+    batches = [  # (events, expected cause of u1's change)
+        ([("post.published", "u1", {"post_id": "p1", "format": "text"})], "activity"),
+        ([("profile.updated", "u1", profile)], "profile"),
+        (
+            [
+                ("profile.updated", "u1", richer),
+                ("post.commented", "u1", {"post_id": "p2", "author_id": "u2"}),
+            ],
+            "activity",
+        ),
+    ]
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    offset = itertools.count()
+    for events, cause in batches:
+        deltas: list[EventDelta] = []
+        for etype, subject, data in events:
+            o = next(offset)
+            ev = parse_structured(_event(o, etype, subject, data), MODEL, now)
+            deltas += [d for q, d in route_event(ev, MODEL, 1, 0, o).items()]
+        out = await process_batch(store, 0, deltas, now)
+        got = {c.user_id: c.cause for c in out.changes}
+        assert got["u1"] == cause, (events, got)
