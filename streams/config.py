@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     group_id: str = "ssi-scorer"
     # records per agent batch; big batches coalesce a user's rescoring (bench/throughput.py)
     batch_size: int = Field(default=2000, ge=1)
-    batch_within: float = Field(default=0.25, gt=0)
+    batch_within: float = Field(default=0.1, gt=0)
     sweep_interval: float = Field(default=30.0, gt=0)
     sweep_limit: int = Field(default=2000, ge=1)
     dedupe_horizon_seconds: float = Field(default=86400.0, gt=0)
