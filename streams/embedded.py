@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self, TypeVar
+from typing import IO, Any, Self, TypeVar
 
 __all__ = [
     "EmbeddedBroker",
@@ -425,24 +425,9 @@ class EmbeddedBroker(EmbeddedProcess):
     kind = "broker"
     cluster_id = "ssi-embedded"
 
-    def __init__(
-        self,
-        *,
-        binary: Path,
-        port: int,
-        workdir: Path,
-        owns_workdir: bool,
-        start_timeout: float = DEFAULT_START_TIMEOUT,
-        advertised_port: int | None = None,
-    ) -> None:
-        super().__init__(
-            binary=binary,
-            port=port,
-            workdir=workdir,
-            owns_workdir=owns_workdir,
-            start_timeout=start_timeout,
-        )
-        self.advertised_port = port if advertised_port is None else advertised_port
+    def __init__(self, *, advertised_port: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.advertised_port = self.port if advertised_port is None else advertised_port
 
     @property
     def bootstrap(self) -> str:
@@ -537,23 +522,8 @@ class EmbeddedRedis(EmbeddedProcess):
 
     kind = "redis"
 
-    def __init__(
-        self,
-        *,
-        binary: Path,
-        port: int,
-        workdir: Path,
-        owns_workdir: bool,
-        start_timeout: float = DEFAULT_START_TIMEOUT,
-        password: str | None = None,
-    ) -> None:
-        super().__init__(
-            binary=binary,
-            port=port,
-            workdir=workdir,
-            owns_workdir=owns_workdir,
-            start_timeout=start_timeout,
-        )
+    def __init__(self, *, password: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._password = password
 
     @property

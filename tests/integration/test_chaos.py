@@ -13,9 +13,11 @@ SSI_CHAOS_REPORT=FILE to collect those as JSON lines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -272,22 +274,15 @@ async def test_failed_aggregate_batch_is_retried_not_lost(
     show.append(s)
     records = stream(seed, 20, 300)
     half = len(records) // 2
-    user, password = f"chaos-{seed}-{tmp_path.name[-8:]}", "chaos-password"
-    admin = aioredis.Redis.from_url(chaos_redis.url)
-    await admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
     run = ChaosRun(s, chaos_broker, chaos_redis, tmp_path, records, now, 2000)
-    for w in run.workers:
-        w.env.update(SSI_REDIS_USERNAME=user, SSI_REDIS_PASSWORD=password)
     ns = run.prefix
-    try:
+    async with worker_acl(chaos_redis, run, f"chaos-{seed}-{tmp_path.name[-8:]}") as acl:
         await run.start(stop_at=half)
         await run.subscriber.converged(expected_scores(records[:half], now), 120)
         s.note(f"first {half} records scored")
         # ingest may still dedupe ({ns d*}) and record connections (ns g:*); the partition
         # keys ({ns p*}) that the aggregate step writes are refused
-        await admin.execute_command(
-            "ACL", "SETUSER", user, "resetkeys", f"~{ns}{{{ns}d*", f"~{ns}g:*"
-        )
+        await acl("resetkeys", f"~{ns}{{{ns}d*", f"~{ns}g:*")
         before = await signals_end(chaos_broker.bootstrap, ns + "signals")
         run.feed.resume()
         await run.feed.finished(60)
@@ -299,9 +294,29 @@ async def test_failed_aggregate_batch_is_retried_not_lost(
             raise AssertionError("ingest forwarded nothing while the partition keys were refused")
         await asyncio.sleep(3)
         s.note("partition keys refused for 3 s after ingest forwarded the second half")
-        await admin.execute_command("ACL", "SETUSER", user, "allkeys")
+        await acl("allkeys")
         s.note("access restored")
         await run.finish(timeout=90)
+
+
+@contextlib.asynccontextmanager
+async def worker_acl(
+    redis: EmbeddedRedis, run: ChaosRun, user: str
+) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """The run's workers log in to Redis as an ACL user of their own (all keys to begin with).
+    Yields `acl(*rules)`, which runs `ACL SETUSER <user> *rules`; at the end the run is closed
+    and the user deleted."""
+    password = "chaos-password"
+    admin = aioredis.Redis.from_url(redis.url)
+    await admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
+    for w in run.workers:
+        w.env.update(SSI_REDIS_USERNAME=user, SSI_REDIS_PASSWORD=password)
+
+    async def acl(*rules: str) -> Any:
+        return await admin.execute_command("ACL", "SETUSER", user, *rules)
+
+    try:
+        yield acl
     finally:
         await run.close()
         await admin.execute_command("ACL", "DELUSER", user)
@@ -337,39 +352,23 @@ async def test_failed_ingest_batch_is_fetched_again_in_order(
     show.append(s)
     records = stream(seed, 30, 900)
     half = len(records) // 3
-    user, password = f"chaos-{seed}-{tmp_path.name[-8:]}", "chaos-password"
-    admin = aioredis.Redis.from_url(chaos_redis.url)
-    await admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
     run = ChaosRun(s, chaos_broker, chaos_redis, tmp_path, records, now, 250)
     for w in run.workers:
-        w.env.update(SSI_REDIS_USERNAME=user, SSI_REDIS_PASSWORD=password, SSI_BATCH_SIZE="8")
+        w.env.update(SSI_BATCH_SIZE="8")
     ns = run.prefix
-    try:
+    async with worker_acl(chaos_redis, run, f"chaos-{seed}-{tmp_path.name[-8:]}") as acl:
         await run.start(stop_at=half)
         await run.subscriber.converged(expected_scores(records[:half], now), 120)
         s.note(f"first {half} records scored")
         # every key but dedupe shard group 3 ({ns d3}); groups 10-15 match d[^3]* too
-        await admin.execute_command(
-            "ACL",
-            "SETUSER",
-            user,
-            "resetkeys",
-            f"~{ns}{{{ns}p*",
-            f"~{ns}{{{ns}d[^3]*",
-            f"~{ns}bm:*",
-            f"~{ns}g:*",
-        )
+        await acl("resetkeys", f"~{ns}{{{ns}p*", f"~{ns}{{{ns}d[^3]*", f"~{ns}bm:*", f"~{ns}g:*")
         run.feed.resume()
         await asyncio.sleep(4)
         s.note("dedupe shard group 3 refused for 4 s while the stream flowed")
-        await admin.execute_command("ACL", "SETUSER", user, "allkeys")
+        await acl("allkeys")
         s.note("access restored")
         await run.finish(timeout=120)
         log = run.workers[0].tail(200_000)
         failed = [line for line in log.splitlines() if "ingest batch of" in line]
         assert failed, "no ingest batch failed: the fault missed"
         s.note(f"{len(failed)} failed ingest attempts, e.g. {failed[0][-120:]}")
-    finally:
-        await run.close()
-        await admin.execute_command("ACL", "DELUSER", user)
-        await admin.aclose()
