@@ -58,6 +58,8 @@ class BatchOutcome:
     replayed: int = 0
     changes: list[ScoreChange] = field(default_factory=list)
     scores: dict[str, Score] = field(default_factory=dict)
+    # every user the batch names, as stored after the apply (their profiles feed the benchmarks)
+    users: dict[str, StoredUser] = field(default_factory=dict)
 
 
 def batch_causes(events: Sequence[EventDelta]) -> dict[str, str]:
@@ -149,7 +151,7 @@ async def process_batch(
     changes, scores = await rescore_and_commit(
         store, partition, res.users, now, cause, event_ids, republish, batch_causes(events)
     )
-    return BatchOutcome(res.applied, res.duplicates, res.replayed, changes, scores)
+    return BatchOutcome(res.applied, res.duplicates, res.replayed, changes, scores, res.users)
 
 
 async def sweep(

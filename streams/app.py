@@ -29,7 +29,7 @@ from scoring.model import Model, load_model
 from state.benchmarks import record_connections, record_scores
 from state.codec import EventDelta, StoredUser, route_event, sighting
 from state.keys import Keys
-from state.pipeline import BatchOutcome, ScoreChange, batch_causes, rescore_and_commit, sweep
+from state.pipeline import ScoreChange, process_batch, sweep
 from state.store import StateStore
 from streams.config import Settings
 from streams.ingest import ActivityConsumer, retry_delay
@@ -467,43 +467,16 @@ class Scorer:
                 signals += len(users)
                 deltas.append(EventDelta(ev["p"], ev["o"], users))  # as received
         async with self._locks[partition]:
-            outcome, stored = await self._timed(
-                "apply", self._apply(partition, deltas, now, event_ids)
+            outcome = await self._timed(
+                "apply", process_batch(self.store, partition, deltas, now, event_ids)
             )
             self.metrics.signals.inc(signals if outcome.applied else 0)
             if outcome.replayed:
                 self.metrics.duplicates.labels("replayed").inc(outcome.replayed)
-            await self._record_benchmarks(outcome.changes, partition, stored)
+            await self._record_benchmarks(outcome.changes, partition, outcome.users)
             # published under the lock: a decay sweep of this partition cannot slip a newer
             # version of a user in between
             await self._publish(outcome.changes, origin)
-
-    async def _apply(
-        self,
-        partition: int,
-        deltas: Sequence[EventDelta],
-        now: datetime,
-        event_ids: dict[str, list[str]],
-    ) -> tuple[BatchOutcome, dict[str, StoredUser]]:
-        """`state.pipeline.process_batch`, also returning the users' states after the apply.
-
-        Those states carry the profiles the benchmarks need, which saves reading every changed
-        user back from Redis after the commit (the partition lock is held throughout).
-        """
-        res = await self.store.apply(partition, deltas, now)
-        republish: frozenset[str] = frozenset(res.users) if res.replayed else frozenset()
-        changes, scores = await rescore_and_commit(
-            self.store,
-            partition,
-            res.users,
-            now,
-            "activity",
-            event_ids,
-            republish,
-            batch_causes(deltas),
-        )
-        outcome = BatchOutcome(res.applied, res.duplicates, res.replayed, changes, scores)
-        return outcome, res.users
 
     async def _record_benchmarks(
         self,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -50,21 +50,22 @@ class _Abandoned(Exception):
 
 
 class _Batch:
-    """A fetched batch in the ingest pipeline."""
+    """A fetched batch in the ingest pipeline, and the task that finishes it."""
 
     __slots__ = ("fetched", "screened", "task")
 
-    def __init__(self, fetched: dict[Any, list[Any]]) -> None:
+    def __init__(
+        self,
+        fetched: dict[Any, list[Any]],
+        run: Callable[[_Batch], Coroutine[Any, Any, None]],
+    ) -> None:
         self.fetched = fetched
         self.screened = asyncio.Event()  # its dedupe is done (the next batch's may start)
-        self.task: asyncio.Future[None] | None = None
-
-    def done(self) -> bool:
-        return self.task is not None and self.task.done()
+        self.task: asyncio.Future[None] = asyncio.ensure_future(run(self))
 
     def ok(self) -> bool:
         t = self.task
-        return t is not None and t.done() and not t.cancelled() and t.exception() is None
+        return t.done() and not t.cancelled() and t.exception() is None
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -147,7 +148,7 @@ class ActivityConsumer(Service):
     async def idle(self) -> None:
         """Return once no batch is in flight."""
         while True:
-            pending = [b.task for b in self._inflight if b.task is not None and not b.task.done()]
+            pending = [b.task for b in self._inflight if not b.task.done()]
             if not pending:
                 return
             await asyncio.wait(pending)
@@ -181,16 +182,14 @@ class ActivityConsumer(Service):
                 self._start(consumer, fetched)
             # settle finished batches; wait for the oldest while the pipeline is full
             while self._inflight and (
-                len(self._inflight) >= PIPELINE_DEPTH or self._inflight[0].done()
+                len(self._inflight) >= PIPELINE_DEPTH or self._inflight[0].task.done()
             ):
                 await self._settle_oldest(consumer)
 
     def _start(self, consumer: AIOKafkaConsumer, fetched: dict[Any, list[Any]]) -> None:
-        """Decode a fetched batch now and finish it in a task that overlaps the next fetch."""
+        """Start the task that decodes and finishes a fetched batch; it overlaps the next fetch."""
         prev = self._inflight[-1] if self._inflight else None
-        batch = _Batch(fetched)
-        batch.task = asyncio.ensure_future(self._run(consumer, batch, prev))
-        self._inflight.append(batch)
+        self._inflight.append(_Batch(fetched, lambda b: self._run(consumer, b, prev)))
 
     async def _run(self, consumer: AIOKafkaConsumer, batch: _Batch, prev: _Batch | None) -> None:
         """Decode → dedupe and route → (after the previous batch is done) send → commit.
@@ -207,7 +206,7 @@ class ActivityConsumer(Service):
             await self.scorer.screen_batch(work)
         finally:
             batch.screened.set()
-        if prev is not None and prev.task is not None:
+        if prev is not None:
             await asyncio.wait([prev.task])  # not `await prev.task`: that would cancel it too
             if not prev.ok():
                 raise _Abandoned("an earlier batch failed")
@@ -217,7 +216,6 @@ class ActivityConsumer(Service):
     async def _settle_oldest(self, consumer: AIOKafkaConsumer) -> None:
         """Wait for the oldest batch; after a failure, replay it and everything fetched since."""
         batch = self._inflight[0]
-        assert batch.task is not None
         await asyncio.wait([batch.task])
         if batch.ok():
             self._inflight.popleft()
