@@ -39,6 +39,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bench.census import census as key_census
 from bench.results import RESULTS, save
 from scoring.errors import InvalidEvent
 from scoring.events import Event, parse_structured
@@ -184,47 +185,6 @@ async def feed(store: TimedStore, users: int, seed: int, end: datetime) -> Feed:
 
 async def used_memory(r: Redis) -> int:
     return int((await r.info("memory"))["used_memory"])
-
-
-def key_type(key: str, keys: Keys) -> str:
-    if key.startswith(NS + "g:"):
-        return "graph"
-    if key.startswith(NS + "bm:"):
-        return "benchmarks"
-    if key.startswith(NS + "{" + NS + "d"):
-        return "dedupe"
-    kind = key.split("}:", 1)[1]
-    if kind.startswith("u:"):
-        return "user hash"
-    if kind.startswith("pf:"):
-        return "profile"
-    if kind.startswith("h:"):
-        return "history"
-    return {"due": "due zset", "wm": "watermarks", "n": "user counts"}.get(kind, "other")
-
-
-async def key_census(r: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
-    """MEMORY USAGE (exact: SAMPLES 0) and OBJECT ENCODING of every key, by key type."""
-    names = [k.decode() async for k in r.scan_iter(match=keys.pattern(), count=2000)]
-    out: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(names), 2000):
-        part = names[i : i + 2000]
-        async with r.pipeline(transaction=False) as pipe:
-            for k in part:
-                pipe.memory_usage(k, samples=0)
-                pipe.object("encoding", k)
-            raw = await pipe.execute()
-        for j, k in enumerate(part):
-            t = key_type(k, keys)
-            row = out.setdefault(t, {"keys": 0, "bytes": 0, "encodings": Counter()})
-            row["keys"] += 1
-            row["bytes"] += int(raw[2 * j] or 0)
-            enc = raw[2 * j + 1]
-            row["encodings"][enc.decode() if isinstance(enc, bytes) else str(enc)] += 1
-    for row in out.values():
-        row["encodings"] = dict(row["encodings"])
-        row["avg_bytes_per_key"] = round(row["bytes"] / row["keys"], 1)
-    return out
 
 
 async def user_hash_shape(r: Redis, keys: Keys, sample: int = 2000) -> dict[str, Any]:
